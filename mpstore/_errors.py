@@ -1,0 +1,119 @@
+"""The mpstore error tree.
+
+Every error mpstore raises on purpose derives from :class:`MpstoreError`::
+
+    MpstoreError
+    ├── ConfigurationError (ValueError)          a constructor argument is not acceptable
+    │   ├── InvalidServiceType                   service_type breaks Apple's/RFC 6335 rule
+    │   ├── InvalidDisplayName                   empty, or over 63 UTF-8 bytes
+    │   └── InvalidDiscoveryInfo                 not a DNS-SD TXT-compatible str -> str mapping
+    ├── NotConnected (LookupError)               send() named a peer that is not connected
+    ├── MessageTooLarge (ValueError)             a message over max_message_size
+    ├── Closed (RuntimeError)                    the object was ended with end_all()
+    ├── Timeout (TimeoutError)                   a blocking call ran out of time
+    │   └── SendTimeout                          a reliable send waited too long for a slow peer
+    ├── TransportError                           a transport could not do what was asked
+    │   ├── TransportUnavailable                 its dependencies or platform are missing
+    │   └── ServiceTypeNotDeclared               iOS refused the service type (error -72008)
+    ├── ProtocolError                            a peer sent something we cannot accept
+    └── StoreError                               the replicated store
+        ├── EngineUnavailable (ImportError)      no CRDT engine can be loaded
+        └── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
+
+A ``ProtocolError`` never reaches user code from the network: the offending connection is closed
+with a logged reason and everything else carries on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Closed",
+    "ConfigurationError",
+    "CorruptUpdate",
+    "EngineUnavailable",
+    "InvalidDiscoveryInfo",
+    "InvalidDisplayName",
+    "InvalidServiceType",
+    "MessageTooLarge",
+    "MpstoreError",
+    "NotConnected",
+    "ProtocolError",
+    "SendTimeout",
+    "ServiceTypeNotDeclared",
+    "StoreError",
+    "Timeout",
+    "TransportError",
+    "TransportUnavailable",
+]
+
+
+class MpstoreError(Exception):
+    """The root of every error mpstore raises on purpose."""
+
+
+class ConfigurationError(MpstoreError, ValueError):
+    """A constructor argument is not acceptable."""
+
+
+class InvalidServiceType(ConfigurationError):
+    """The service type breaks the rule: 1-15 of a-z, 0-9, '-', a letter, no edge or double '-'."""
+
+
+class InvalidDisplayName(ConfigurationError):
+    """The display name is empty or longer than 63 bytes of UTF-8."""
+
+
+class InvalidDiscoveryInfo(ConfigurationError):
+    """The discovery info is not a str -> str mapping that fits DNS-SD TXT records."""
+
+
+class NotConnected(MpstoreError, LookupError):
+    """A message was addressed to a peer that is not connected; nothing was sent."""
+
+    def __init__(self, message: str, peer: object = None) -> None:
+        super().__init__(message)
+        self.peer = peer
+
+
+class MessageTooLarge(MpstoreError, ValueError):
+    """A message is larger than the configured maximum; nothing was sent."""
+
+
+class Closed(MpstoreError, RuntimeError):
+    """The object was ended with end_all() and can no longer be used."""
+
+
+class Timeout(MpstoreError, TimeoutError):
+    """A blocking call did not complete in time."""
+
+
+class SendTimeout(Timeout):
+    """A reliable send waited longer than its timeout for a slow peer to drain."""
+
+
+class TransportError(MpstoreError):
+    """A transport could not do what was asked."""
+
+
+class TransportUnavailable(TransportError):
+    """The transport's dependencies or platform are not available here."""
+
+
+class ServiceTypeNotDeclared(TransportError):
+    """iOS refused to browse or advertise the service type (NSNetServices error -72008)."""
+
+
+class ProtocolError(MpstoreError):
+    """A peer sent bytes that break the protocol; its connection is closed."""
+
+
+class StoreError(MpstoreError):
+    """An error of the replicated store."""
+
+
+class EngineUnavailable(StoreError, ImportError):
+    """No CRDT engine can be loaded; the message says what to install."""
+
+
+class CorruptUpdate(StoreError, ValueError):
+    """A CRDT update or state vector is malformed or hostile; nothing was applied."""

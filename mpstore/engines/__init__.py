@@ -1,0 +1,1 @@
+"""CRDT engines behind one seam: pycrdt when importable, else the pure-Python engine."""

@@ -1,0 +1,72 @@
+"""The CRDT engine seam: one document holding one root map of ``str -> str``.
+
+The store keeps its own exact value encoding (JSON text with tags, see ``mpstore/_values.py``),
+so an engine only ever stores strings under string keys. Everything here runs on the store's
+owner thread (the core thread); engines are not thread-safe.
+
+Wire formats are Yjs's: updates are update-format v1, state vectors are Yjs state vectors, so an
+engine built on pycrdt and the pure-Python engine interoperate byte for byte. The root map is
+named :data:`ROOT_MAP`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Iterable, Mapping
+
+__all__ = ["ROOT_MAP", "Engine", "EngineDoc"]
+
+#: The name of the one root ``Y.Map`` every mpstore document uses.
+ROOT_MAP = "mpstore"
+
+
+class EngineDoc(abc.ABC):
+    """One CRDT document with a single root map of str -> str."""
+
+    @property
+    @abc.abstractmethod
+    def client_id(self) -> int:
+        """This document instance's Yjs client id: random, fresh per instance, never reused."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> str | None:
+        """The current value of ``key``, or None if absent."""
+
+    @abc.abstractmethod
+    def items(self) -> list[tuple[str, str]]:
+        """All current entries."""
+
+    @abc.abstractmethod
+    def transact(self, sets: Mapping[str, str], deletes: Iterable[str]) -> bytes:
+        """Apply one local transaction (deletes, then sets) and return its v1 update.
+
+        Return ``b""`` when the transaction changed nothing (deleting only absent keys).
+        """
+
+    @abc.abstractmethod
+    def apply_update(self, update: bytes) -> dict[str, str | None]:
+        """Apply a remote v1 update; return ``{key: new value, or None if now absent}`` for every
+        key whose visible value changed (empty for an update already known).
+
+        Raise :class:`mpstore.CorruptUpdate` on malformed input, leaving the document unchanged;
+        never let a ``BaseException`` from a native engine escape.
+        """
+
+    @abc.abstractmethod
+    def state_vector(self) -> bytes:
+        """The encoded Yjs state vector."""
+
+    @abc.abstractmethod
+    def encode_diff(self, state_vector: bytes) -> bytes:
+        """A v1 update with everything this document has that ``state_vector`` lacks
+        (all of it for an empty vector ``b"\\x00"``). Raise CorruptUpdate on a bad vector."""
+
+
+class Engine(abc.ABC):
+    """A factory of documents; one per implementation ('pycrdt', 'python')."""
+
+    name: str = "engine"
+
+    @abc.abstractmethod
+    def new_doc(self) -> EngineDoc:
+        """A new empty document with a fresh random client id."""

@@ -1,0 +1,1 @@
+"""Transports: the memory network (shipped for tests), the LAN, and Multipeer Connectivity."""
