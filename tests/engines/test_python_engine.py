@@ -285,3 +285,21 @@ def test_sync_messages_roundtrip_and_bytes() -> None:
 def test_sync_message_rejects(bad: bytes) -> None:
     with pytest.raises(CorruptUpdate):
         decode_message(bad)
+
+
+def test_many_updates_in_reverse_order() -> None:
+    """Thousands of updates arriving newest first wait in pending, then integrate at once."""
+    import time
+
+    w = PythonDoc()
+    updates = [
+        w.transact({f"k{i % 50}": str(i)}, ["k0"] if i % 7 == 0 else []) for i in range(3000)
+    ]
+    r = PythonDoc()
+    start = time.monotonic()
+    for u in reversed(updates[1:]):
+        assert r.apply_update(u) == {}
+    r.apply_update(updates[0])
+    assert time.monotonic() - start < 10
+    assert sorted(r.items()) == sorted(w.items())
+    assert r.state_vector() == w.state_vector()

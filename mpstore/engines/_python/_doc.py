@@ -85,6 +85,10 @@ def _find_index(structs: list[Struct], clock: int) -> int:
     raise AssertionError(f"clock {clock} not in the struct store")
 
 
+def _clock_of(s: Item | GC | Skip) -> int:
+    return s.clock
+
+
 def _normalize(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sort and merge overlapping/adjacent (clock, length) ranges."""
     out: list[tuple[int, int]] = []
@@ -118,7 +122,10 @@ class PythonDoc(EngineDoc):
         self._clients: dict[int, list[Struct]] = {}
         self._root = YType(_TYPE_MAP, ROOT_MAP)
         self._share: dict[str, YType] = {ROOT_MAP: self._root}
+        # structs waiting for a dependency, and the clocks whose arrival may unblock them
         self._pending: Refs = {}
+        self._pending_missing: dict[int, int] = {}
+        # deletions of structs we do not have yet (normalized ranges per client)
         self._pending_ds: DeleteSet = {}
 
     # -- the EngineDoc contract ------------------------------------------------------------
@@ -192,20 +199,9 @@ class PythonDoc(EngineDoc):
         refs, ds = decode_update(update)
         txn = _Txn()
         own_before = self._state(self._client_id)
-        if self._pending:
-            for client, pend in self._pending.items():
-                mine = refs.get(client)
-                refs[client] = sorted(pend + mine, key=lambda s: s.clock) if mine else pend
-        for client, pds in self._pending_ds.items():
-            ds.setdefault(client, []).extend(pds)
         try:
-            rest = self._integrate_structs(txn, refs)
-            self._pending = {
-                c: kept
-                for c, lst in rest.items()
-                if (kept := [s for s in lst if type(s) is not Skip])
-            }
-            self._pending_ds = self._apply_delete_set(txn, ds)
+            self._integrate_with_pending(txn, refs)
+            self._apply_with_pending_ds(txn, ds)
             self._gc(txn)
         except (AssertionError, LookupError, RecursionError) as exc:  # pragma: no cover
             # a defect in this engine, not in the input; never let it escape as a crash
@@ -283,6 +279,52 @@ class PythonDoc(EngineDoc):
                 ranges.append((run_start, run_end - run_start))
         encode_delete_set(buf, ds)
         return bytes(buf)
+
+    # -- pending structs and deletions -----------------------------------------------------
+
+    def _integrate_with_pending(self, txn: _Txn, refs: Refs) -> None:
+        """Integrate ``refs``; retry what was pending only if something it waits for arrived."""
+        missing: dict[int, int] = {}
+        rest = self._integrate_structs(txn, refs, missing)
+        pending = self._pending
+        for client, lst in rest.items():
+            kept = [s for s in lst if type(s) is not Skip]
+            if not kept:
+                continue
+            old = pending.get(client)
+            if old is None:
+                pending[client] = kept
+            else:
+                old.extend(kept)
+                old.sort(key=_clock_of)  # two sorted runs: a linear merge
+        pmissing = self._pending_missing
+        for client, clock in missing.items():
+            if client not in pmissing or clock < pmissing[client]:
+                pmissing[client] = clock
+        if pending and refs and any(c < self._state(cl) for cl, c in pmissing.items()):
+            self._pending = {}
+            self._pending_missing = {}
+            missing = {}
+            rest = self._integrate_structs(txn, pending, missing)
+            self._pending = {
+                c: kept
+                for c, lst in rest.items()
+                if (kept := [s for s in lst if type(s) is not Skip])
+            }
+            self._pending_missing = missing if self._pending else {}
+
+    def _apply_with_pending_ds(self, txn: _Txn, ds: DeleteSet) -> None:
+        """Apply ``ds`` and the pending deletions that may now find their structs."""
+        keep: DeleteSet = {}
+        for client, ranges in self._pending_ds.items():
+            if ranges[0][0] < self._state(client):
+                ds.setdefault(client, []).extend(ranges)
+            else:
+                keep[client] = ranges
+        unapplied = self._apply_delete_set(txn, ds)
+        for client, ranges in unapplied.items():
+            keep[client] = _normalize(keep.get(client, []) + ranges)
+        self._pending_ds = keep
 
     # -- struct store ----------------------------------------------------------------------
 
@@ -540,13 +582,18 @@ class PythonDoc(EngineDoc):
                 if structs[idx] is child:
                     structs[idx] = GC(child.client, child.clock, child.length)
 
-    def _integrate_structs(self, txn: _Txn, refs: Refs) -> Refs:
-        """Yjs's integrateStructs: follow dependencies with a stack; return what must wait."""
+    def _integrate_structs(self, txn: _Txn, refs: Refs, missing_sv: dict[int, int]) -> Refs:
+        """Yjs's integrateStructs: follow dependencies with a stack; return what must wait and
+        record in ``missing_sv`` the clock per client whose arrival could unblock it."""
         targets: dict[int, list[object]] = {c: [lst, 0] for c, lst in refs.items() if lst}
         ids = sorted(targets)
         rest: Refs = {}
         stack: list[tuple[int, Item | GC | Skip]] = []
         state: dict[int, int] = {}
+
+        def need(client: int, clock: int) -> None:
+            if client not in missing_sv or clock < missing_sv[client]:
+                missing_sv[client] = clock
 
         def next_target() -> list[object] | None:
             while ids:
@@ -585,6 +632,7 @@ class PythonDoc(EngineDoc):
                 offset = local - head.clock
                 if offset < 0:
                     stack.append((head_idx, head))
+                    need(client, head.clock - 1)
                     dead_wall()
                 elif offset < head.length:
                     missing = self._get_missing(head) if type(head) is Item else None
@@ -592,6 +640,7 @@ class PythonDoc(EngineDoc):
                         stack.append((head_idx, head))
                         t = targets.get(missing)
                         if t is None or t[1] >= len(t[0]):  # type: ignore[arg-type, operator]
+                            need(missing, self._state(missing))
                             dead_wall()
                         else:
                             lst = t[0]  # type: ignore[assignment]
