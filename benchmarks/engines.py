@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mpstore.engines._python import PythonDoc  # noqa: E402
+from mpstore.engines._python import PythonDoc
 
 
 class _PycrdtDoc:
@@ -82,9 +82,7 @@ def measure(engine: str, ops: int, keys: int) -> dict[str, float]:
     out: dict[str, float] = {}
     doc = _new(engine)
     key_names = [f"k{i % 1000}" for i in range(ops)]
-    out["local sets/s"] = ops / _timed(
-        lambda: [doc.transact({k: "v"}, []) for k in key_names]
-    )
+    out["local sets/s"] = ops / _timed(lambda: [doc.transact({k: "v"}, []) for k in key_names])
     src = _new(engine)
     updates = [src.transact({k: f"v{i}"}, []) for i, k in enumerate(key_names)]
     dst = _new(engine)
@@ -164,32 +162,20 @@ def main() -> None:
         return
     import pycrdt
 
-    print(f"Python {sys.version.split()[0]}, pycrdt {pycrdt.__version__ if hasattr(pycrdt, '__version__') else '?'}")
+    version = getattr(pycrdt, "__version__", "?")
+    print(f"Python {sys.version.split()[0]}, pycrdt {version}")
     print(f"{args.ops} single-key operations, {args.keys}-key snapshot")
     py = measure("python", args.ops, args.keys)
     rs = measure("pycrdt", args.ops, args.keys)
-    py_rss, py_traced = _memory("python", args.keys)
-    rs_rss, _ = _memory("pycrdt", args.keys)
-    rows = [
-        ("local sets/s", py["local sets/s"], rs["local sets/s"], rs["local sets/s"] / py["local sets/s"]),
-        (
-            "applied updates/s",
-            py["applied updates/s"],
-            rs["applied updates/s"],
-            rs["applied updates/s"] / py["applied updates/s"],
-        ),
-        ("snapshot encode (s)", py["snapshot encode s"], rs["snapshot encode s"],
-         py["snapshot encode s"] / rs["snapshot encode s"]),
-        ("snapshot apply (s)", py["snapshot apply s"], rs["snapshot apply s"],
-         py["snapshot apply s"] / rs["snapshot apply s"]),
-        ("snapshot size (bytes)", py["snapshot bytes"], rs["snapshot bytes"],
-         py["snapshot bytes"] / rs["snapshot bytes"]),
-        ("memory/key, RSS (bytes)", py_rss, rs_rss, py_rss / rs_rss if rs_rss > 0 else float("nan")),
-        ("memory/key, tracemalloc", py_traced, float("nan"), float("nan")),
-    ]
-    print(f"{'figure':<26}{'python':>14}{'pycrdt':>14}{'python is x slower/larger':>28}")
-    for name, a, b, ratio in rows:
-        print(f"{name:<26}{a:>14,.3f}{b:>14,.3f}{ratio:>28.2f}")
+    py["memory/key RSS"], py["memory/key tracemalloc"] = _memory("python", args.keys)
+    rs["memory/key RSS"], rs["memory/key tracemalloc"] = _memory("pycrdt", args.keys)
+    rs["memory/key tracemalloc"] = float("nan")  # Rust allocations are invisible to tracemalloc
+    print(f"{'figure':<26}{'python':>14}{'pycrdt':>14}{'python worse by':>18}")
+    for name in py:
+        a, b = py[name], rs[name]
+        rate = name.endswith("/s")  # higher is better for rates, lower for times and sizes
+        ratio = (b / a if rate else a / b) if a and b else float("nan")
+        print(f"{name:<26}{a:>14,.3f}{b:>14,.3f}{ratio:>17.2f}x")
 
 
 if __name__ == "__main__":
