@@ -303,3 +303,29 @@ def test_many_updates_in_reverse_order() -> None:
     assert time.monotonic() - start < 10
     assert sorted(r.items()) == sorted(w.items())
     assert r.state_vector() == w.state_vector()
+
+
+def test_empty_update_and_bytes_like_input() -> None:
+    a, b = PythonDoc(), PythonDoc()
+    assert b.apply_update(b"\x00\x00") == {}
+    assert b.state_vector() == b"\x00"
+    u = a.transact({"k": "v"}, [])
+    assert b.apply_update(bytearray(u)) == {"k": "v"}
+    assert b.apply_update(memoryview(u)) == {}
+    with pytest.raises(CorruptUpdate):
+        b.apply_update("not bytes")  # type: ignore[arg-type]
+
+
+def test_non_string_root_values_are_hidden_but_kept() -> None:
+    """A foreign Any value (here the integer 3) under a root key is not a str: reported absent."""
+    buf = bytearray(b"\x01\x01")
+    write_var_uint(buf, 99)
+    buf += b"\x00\x28\x01\x07mpstore\x01n\x01\x7d\x03\x00"
+    doc = PythonDoc()
+    assert doc.apply_update(bytes(buf)) == {}
+    assert doc.get("n") is None
+    assert doc.items() == []
+    other = PythonDoc()
+    other.apply_update(doc.encode_diff(b"\x00"))
+    assert other.encode_diff(b"\x00") == doc.encode_diff(b"\x00")
+    assert doc.transact({"n": "text"}, []) and doc.get("n") == "text"
