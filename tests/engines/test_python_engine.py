@@ -61,8 +61,10 @@ def test_set_get_delete_and_noop() -> None:
     # delete then set in one transaction: the set wins
     doc.transact({"b": "3"}, ["b"])
     assert doc.get("b") == "3"
+    before = doc.encode_diff(b"\x00")
     with pytest.raises(TypeError):
-        doc.transact({"x": 1}, [])  # type: ignore[dict-item]
+        doc.transact({"x": "1", "y": 1}, ["b"])  # type: ignore[dict-item]
+    assert doc.encode_diff(b"\x00") == before  # refused before anything changed
 
 
 def test_update_replays_and_duplicates_are_silent() -> None:

@@ -150,6 +150,9 @@ class PythonDoc(EngineDoc):
 
     def transact(self, sets: Mapping[str, str], deletes: Iterable[str]) -> bytes:
         """Apply deletes then sets locally; return the v1 update (b"" if nothing changed)."""
+        for key, value in sets.items():
+            if type(key) is not str or type(value) is not str:
+                raise TypeError("engine keys and values must be str")
         root = self._root
         txn = _Txn()
         for key in deletes:
@@ -160,8 +163,6 @@ class PythonDoc(EngineDoc):
         start = self._state(client)
         clock = start
         for key, value in sets.items():
-            if type(key) is not str or type(value) is not str:
-                raise TypeError("engine keys and values must be str")
             left = root.map.get(key)
             item = Item(
                 client,
