@@ -347,7 +347,7 @@ def test_sequences_integrate_like_yrs(ops: list[tuple], order) -> None:  # type:
             p = pos % len(t)
             del t[p : min(len(t), p + 1 + extra)]
         elif kind == "ins_arr":
-            arr.insert(min(pos, len(arr)), [text, pos])
+            arr.insert(min(pos, len(arr)), [f"{text}{pos}"])
         elif kind == "del_arr" and len(arr):
             del arr[pos % len(arr)]
         elif kind == "nested":
@@ -374,3 +374,27 @@ def test_sequences_integrate_like_yrs(ops: list[tuple], order) -> None:  # type:
         == docs[0].get("mpstore", type=pycrdt.Map).to_py()
     )
     assert decode_sv(pure.state_vector()) == decode_sv(docs[0].get_state())
+    # White box: the pure engine's own sequence order (not only what pycrdt rebuilds from its
+    # origins) is the converged one.
+    assert _sequence(pure, "text") == list(str(expected[0]))
+    assert _sequence(pure, "arr") == expected[1].to_py()
+
+
+def _sequence(doc: PythonDoc, name: str) -> list[object]:
+    """The visible elements of a root sequence, walking the engine's own linked list."""
+    from mpstore.engines._python._structs import ContentAny, ContentString, ContentType
+
+    out: list[object] = []
+    ytype = doc._share.get(name)
+    item = ytype.start if ytype is not None else None
+    while item is not None:
+        if not item.deleted:
+            c = item.content
+            if isinstance(c, ContentString):
+                out.extend(c.str)
+            elif isinstance(c, ContentAny):
+                out.extend(c.arr)
+            elif isinstance(c, ContentType):
+                out.append(("type", item.client, item.clock))
+        item = item.right
+    return out
