@@ -1,0 +1,111 @@
+"""The pycrdt engine: Yjs documents through pycrdt (Rust yrs), imported only here."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pycrdt import Doc, Map, TransactionEvent
+
+from .._errors import CorruptUpdate
+from .base import ROOT_MAP, Engine, EngineDoc
+
+__all__ = ["PycrdtDoc", "PycrdtEngine"]
+
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _fresh_client_id() -> int:
+    # Yjs client ids are uint32 in JS (yrs accepts up to 2**53); stay in the range every Yjs reads.
+    return secrets.randbits(32) or 1
+
+
+class PycrdtDoc(EngineDoc):
+    """One pycrdt Doc with the root map :data:`ROOT_MAP`."""
+
+    def __init__(self) -> None:
+        self._doc: Doc[Any] = Doc(client_id=_fresh_client_id())
+        self._map: Map[Any] = self._doc.get(ROOT_MAP, type=Map)
+        self._updates: list[bytes] = []
+        self._changed: set[str] = set()
+        self._doc.observe(self._on_transaction)
+        self._map.observe(self._on_map)
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        self._updates.append(bytes(event.update))
+
+    def _on_map(self, event: Any) -> None:
+        self._changed.update(event.keys)
+
+    @property
+    def client_id(self) -> int:
+        """This document's Yjs client id."""
+        return int(self._doc.client_id)
+
+    def get(self, key: str) -> str | None:
+        """The value of ``key``, or None if absent or not a string (foreign data)."""
+        value = self._map.get(key)
+        return value if isinstance(value, str) else None
+
+    def items(self) -> list[tuple[str, str]]:
+        """All entries whose value is a string."""
+        return [(k, v) for k, v in self._map.items() if isinstance(v, str)]
+
+    def transact(self, sets: Mapping[str, str], deletes: Iterable[str]) -> bytes:
+        """Apply one local transaction and return its update (b"" if nothing changed)."""
+        self._updates.clear()
+        self._changed.clear()
+        with self._doc.transaction():
+            for key in deletes:
+                if key in self._map:
+                    del self._map[key]
+            for key, value in sets.items():
+                self._map[key] = value
+        updates, self._updates = self._updates, []
+        return b"".join(updates) if len(updates) <= 1 else _merge(updates)
+
+    def apply_update(self, update: bytes) -> dict[str, str | None]:
+        """Apply a remote update; return the keys it changed with their new values."""
+        self._changed.clear()
+        try:
+            # yrs decodes the whole update before integrating it, so malformed input leaves
+            # the document untouched.
+            self._doc.apply_update(update)
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:  # pyo3's PanicException is a BaseException
+            raise CorruptUpdate(f"update rejected: {type(exc).__name__}: {exc}") from None
+        finally:
+            self._updates.clear()
+        changed, self._changed = self._changed, set()
+        return {key: self.get(key) for key in changed}
+
+    def state_vector(self) -> bytes:
+        """The encoded state vector."""
+        return bytes(self._doc.get_state())
+
+    def encode_diff(self, state_vector: bytes) -> bytes:
+        """Everything this document has that ``state_vector`` lacks."""
+        try:
+            return bytes(self._doc.get_update(state_vector))
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:
+            raise CorruptUpdate(f"bad state vector: {type(exc).__name__}: {exc}") from None
+
+
+def _merge(updates: list[bytes]) -> bytes:
+    from pycrdt import merge_updates
+
+    return bytes(merge_updates(*updates))
+
+
+class PycrdtEngine(Engine):
+    """Documents backed by pycrdt."""
+
+    name = "pycrdt"
+
+    def new_doc(self) -> EngineDoc:
+        """A new empty document with a fresh random client id."""
+        return PycrdtDoc()
