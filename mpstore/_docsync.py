@@ -17,7 +17,8 @@ Rules:
 
 * Peer added: both sides announce NEIGHBOURS to all their peers, then send step 1 for every
   store they hold. Step 1 is answered with step 2 (exactly what the asker lacks); a step 1 for a
-  store we did not hold creates it and is also answered with our own step 1.
+  store we have not sent our step 1 for to that peer (we did not hold it when the peer came) is
+  also answered with our own step 1.
 * A local transaction is one UPDATE with a fresh ``(origin, seq)`` id to every neighbour.
 * Relay: an UPDATE from neighbour S whose id we have not seen is applied and forwarded to our
   neighbours except S, the origin and S's announced neighbours (they got it from S or before S).
@@ -258,6 +259,8 @@ class DocSync:
         self.docs: dict[str, EngineDoc] = {}
         self.neighbours: dict[str, None] = {}  # insertion-ordered set
         self.their_neighbours: dict[str, frozenset[str]] = {}
+        # Stores we sent step 1 for to each peer since it was added.
+        self._asked: dict[str, set[str]] = {}
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._seq = 0
         self.outbox: list[tuple[str, bytes]] = []
@@ -360,6 +363,7 @@ class DocSync:
         if peer in self.neighbours or peer == self.local_id:
             return
         self.neighbours[peer] = None
+        self._asked[peer] = set(self.docs)
         self._announce()
         for name, d in self.docs.items():
             self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
@@ -369,6 +373,7 @@ class DocSync:
         if peer not in self.neighbours:
             return
         del self.neighbours[peer]
+        self._asked.pop(peer, None)
         lost = self.their_neighbours.pop(peer, frozenset())
         self._announce()
         self._resync(lost)
@@ -430,13 +435,16 @@ class DocSync:
     def _on_sync(self, peer: str, kind: int, name: str, step: int, data: bytes) -> None:
         if kind == K_SYNC_BOTH and step != Y_STEP1:
             raise MalformedMessage("SYNC_BOTH must carry step 1")
-        d, created = self._doc_for_peer(name, peer)
+        d, _ = self._doc_for_peer(name, peer)
         if d is None:
             return
         if step == Y_STEP1:
             diff = d.encode_diff(data)
             self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, diff))
-            if created or kind == K_SYNC_BOTH:
+            asked = self._asked.setdefault(peer, set())
+            if name not in asked or kind == K_SYNC_BOTH:
+                # We did not hold this store when the peer came: ask for its side too.
+                asked.add(name)
                 self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
             return
         before = d.state_vector()

@@ -6,7 +6,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pycrdt import Doc, Map, TransactionEvent
+from pycrdt import Doc, Map, TransactionEvent, merge_updates
+from pycrdt import get_update as _diff_update
 
 from .._errors import CorruptUpdate
 from .base import ROOT_MAP, Engine, EngineDoc
@@ -29,6 +30,13 @@ class PycrdtDoc(EngineDoc):
         self._map: Map[Any] = self._doc.get(ROOT_MAP, type=Map)
         self._updates: list[bytes] = []
         self._changed: set[str] = set()
+        self._keys_failed = False
+        # The visible entries as last reported, to tell real changes and to recover when yrs
+        # cannot say which keys an update touched.
+        self._cache: dict[str, str] = {}
+        # Parts of remote updates beyond our state vector: yrs holds them pending or has
+        # integrated them out of order, and then misreports map events.
+        self._leftovers: list[bytes] = []
         self._doc.observe(self._on_transaction)
         self._map.observe(self._on_map)
 
@@ -36,7 +44,15 @@ class PycrdtDoc(EngineDoc):
         self._updates.append(bytes(event.update))
 
     def _on_map(self, event: Any) -> None:
-        self._changed.update(event.keys)
+        try:
+            self._changed.update(event.keys)
+        except _PASS_THROUGH:
+            raise
+        except BaseException:
+            # yrs 0.28 panics computing MapEvent.keys when an entry arrives already deleted
+            # (ContentDeleted has no value); the update itself is integrated, so fall back to
+            # comparing every entry after the transaction.
+            self._keys_failed = True
 
     @property
     def client_id(self) -> int:
@@ -60,14 +76,18 @@ class PycrdtDoc(EngineDoc):
             for key in deletes:
                 if key in self._map:
                     del self._map[key]
+                    self._cache.pop(key, None)
             for key, value in sets.items():
                 self._map[key] = value
+                self._cache[key] = value
+        self._changed.clear()
         updates, self._updates = self._updates, []
         return b"".join(updates) if len(updates) <= 1 else _merge(updates)
 
     def apply_update(self, update: bytes) -> dict[str, str | None]:
         """Apply a remote update; return the keys it changed with their new values."""
         self._changed.clear()
+        self._keys_failed = False
         try:
             # yrs decodes the whole update before integrating it, so malformed input leaves
             # the document untouched.
@@ -79,7 +99,35 @@ class PycrdtDoc(EngineDoc):
         finally:
             self._updates.clear()
         changed, self._changed = self._changed, set()
-        return {key: self.get(key) for key in changed}
+        was_gapped = bool(self._leftovers)
+        self._track_leftovers(update)
+        if self._keys_failed or was_gapped or self._leftovers:
+            # yrs's map events are wrong or missing here: compare every entry instead.
+            self._keys_failed = False
+            current = dict(self.items())
+            changed = self._cache.keys() | current.keys()
+        cache = self._cache
+        out: dict[str, str | None] = {}
+        for key in changed:
+            new = self.get(key)
+            if cache.get(key) != new:
+                out[key] = new
+                if new is None:
+                    del cache[key]
+                else:
+                    cache[key] = new
+        return out
+
+    def _track_leftovers(self, update: bytes) -> None:
+        sv = bytes(self._doc.get_state())
+        left = []
+        for u in [*self._leftovers, update]:
+            rest = bytes(_diff_update(u, sv))
+            if rest[:1] != b"\x00":  # the first var-uint counts clients with structs
+                left.append(rest)
+        if len(left) > 16:
+            left = [bytes(merge_updates(*left))]
+        self._leftovers = left
 
     def state_vector(self) -> bytes:
         """The encoded state vector."""
@@ -96,8 +144,6 @@ class PycrdtDoc(EngineDoc):
 
 
 def _merge(updates: list[bytes]) -> bytes:
-    from pycrdt import merge_updates
-
     return bytes(merge_updates(*updates))
 
 
