@@ -19,7 +19,8 @@ Rules:
   store they hold. Step 1 is answered with step 2 (exactly what the asker lacks); a step 1 for a
   store we have not sent our step 1 for to that peer (we did not hold it when the peer came) is
   also answered with our own step 1.
-* A local transaction is one UPDATE with a fresh ``(origin, seq)`` id to every neighbour.
+* A local transaction is one UPDATE with a fresh ``(origin, seq)`` id to every neighbour. To a
+  new peer, updates for a store wait until our step 2 for that store has gone out.
 * Relay: an UPDATE from neighbour S whose id we have not seen is applied and forwarded to our
   neighbours except S, the origin and S's announced neighbours (they got it from S or before S).
   A step 2 that taught us something (state vector or visible keys changed) is forwarded the same
@@ -261,6 +262,9 @@ class DocSync:
         self.their_neighbours: dict[str, frozenset[str]] = {}
         # Stores we sent step 1 for to each peer since it was added.
         self._asked: dict[str, set[str]] = {}
+        # Updates for a store held back from a new peer until our step 2 for it has gone out,
+        # so that it never receives structs before the history they build on.
+        self._held: dict[str, dict[str, list[bytes]]] = {}
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._seq = 0
         self.outbox: list[tuple[str, bytes]] = []
@@ -346,7 +350,7 @@ class DocSync:
         self._mark_seen((self.local_id, seq))
         payload = encode_update(self.local_id, seq, name, update)
         for peer in self.neighbours:
-            self._send(peer, payload)
+            self._send_update(peer, name, payload)
         touched = dict.fromkeys(deletes)
         touched.update(dict.fromkeys(sets))
         return {k: d.get(k) for k in touched}
@@ -364,6 +368,7 @@ class DocSync:
             return
         self.neighbours[peer] = None
         self._asked[peer] = set(self.docs)
+        self._held[peer] = {name: [] for name in self.docs}
         self._announce()
         for name, d in self.docs.items():
             self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
@@ -374,6 +379,7 @@ class DocSync:
             return
         del self.neighbours[peer]
         self._asked.pop(peer, None)
+        self._held.pop(peer, None)
         lost = self.their_neighbours.pop(peer, frozenset())
         self._announce()
         self._resync(lost)
@@ -441,6 +447,8 @@ class DocSync:
         if step == Y_STEP1:
             diff = d.encode_diff(data)
             self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, diff))
+            for payload in self._held.get(peer, {}).pop(name, ()):
+                self._send(peer, payload)  # already in the diff, but harmless and in order
             asked = self._asked.setdefault(peer, set())
             if name not in asked or kind == K_SYNC_BOTH:
                 # We did not hold this store when the peer came: ask for its side too.
@@ -455,7 +463,7 @@ class DocSync:
             # It taught us something: pass it on as our own update, except where it came from.
             seq = self._next_id()
             self._mark_seen((self.local_id, seq))
-            self._forward(peer, encode_update(self.local_id, seq, name, data), origin=None)
+            self._forward(peer, name, encode_update(self.local_id, seq, name, data), origin=None)
 
     def _on_update(
         self, peer: str, origin: str, seq: int, name: str, data: bytes, payload: bytes
@@ -469,11 +477,18 @@ class DocSync:
         changes = d.apply_update(data)
         if changes:
             self.events.append(StoreUpdated(name, changes, origin, peer))
-        self._forward(peer, payload, origin=origin)
+        self._forward(peer, name, payload, origin=origin)
 
-    def _forward(self, sender: str, payload: bytes, origin: str | None) -> None:
+    def _send_update(self, peer: str, name: str, payload: bytes) -> None:
+        held = self._held.get(peer)
+        if held is not None and name in held:
+            held[name].append(payload)
+        else:
+            self._send(peer, payload)
+
+    def _forward(self, sender: str, name: str, payload: bytes, origin: str | None) -> None:
         skip = self.their_neighbours.get(sender, frozenset())
         for n in self.neighbours:
             if n != sender and n != origin and n not in skip:
                 self.stats.forwarded += 1
-                self._send(n, payload)
+                self._send_update(n, name, payload)
