@@ -351,9 +351,9 @@ class DocSync:
         payload = encode_update(self.local_id, seq, name, update)
         for peer in self.neighbours:
             self._send_update(peer, name, payload)
-        touched = dict.fromkeys(deletes)
-        touched.update(dict.fromkeys(sets))
-        return {k: d.get(k) for k in touched}
+        out: dict[str, str | None] = dict.fromkeys(deletes)
+        out.update(sets)
+        return out
 
     # -- membership
 

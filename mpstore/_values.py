@@ -114,12 +114,12 @@ def encode_value(value: object) -> str:
         obj = _to_json(value, [])
     except RecursionError:
         raise TypeError("store value is nested too deeply") from None
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _ENCODER.encode(obj)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         # Lone surrogates: JSON's \\u escapes carry them, UTF-8 cannot.
-        text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+        text = _ASCII_ENCODER.encode(obj)
     return text
 
 
@@ -164,8 +164,13 @@ def _refuse_constant(name: str) -> object:
 def decode_value(text: str) -> object:
     """Decode a stored string back to the exact value; ValueDecodeError if it is not ours."""
     try:
-        return json.loads(text, object_pairs_hook=_hook, parse_constant=_refuse_constant)
+        return _DECODER.decode(text)
     except ValueDecodeError:
         raise
     except (ValueError, RecursionError, TypeError) as exc:
         raise ValueDecodeError(f"not a stored value: {exc}") from None
+
+
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ASCII_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_hook, parse_constant=_refuse_constant)

@@ -37,6 +37,7 @@ class PycrdtDoc(EngineDoc):
         # Parts of remote updates beyond our state vector: yrs holds them pending or has
         # integrated them out of order, and then misreports map events.
         self._leftovers: list[bytes] = []
+        self._remote = False
         self._doc.observe(self._on_transaction)
         self._map.observe(self._on_map)
 
@@ -44,6 +45,8 @@ class PycrdtDoc(EngineDoc):
         self._updates.append(bytes(event.update))
 
     def _on_map(self, event: Any) -> None:
+        if not self._remote:
+            return  # a local transaction knows what it changed
         try:
             self._changed.update(event.keys)
         except _PASS_THROUGH:
@@ -72,15 +75,15 @@ class PycrdtDoc(EngineDoc):
         """Apply one local transaction and return its update (b"" if nothing changed)."""
         self._updates.clear()
         self._changed.clear()
+        cache = self._cache
         with self._doc.transaction():
             for key in deletes:
-                if key in self._map:
+                if key in cache:
                     del self._map[key]
-                    self._cache.pop(key, None)
+                    del cache[key]
             for key, value in sets.items():
                 self._map[key] = value
-                self._cache[key] = value
-        self._changed.clear()
+                cache[key] = value
         updates, self._updates = self._updates, []
         return b"".join(updates) if len(updates) <= 1 else _merge(updates)
 
@@ -88,6 +91,7 @@ class PycrdtDoc(EngineDoc):
         """Apply a remote update; return the keys it changed with their new values."""
         self._changed.clear()
         self._keys_failed = False
+        self._remote = True
         try:
             # yrs decodes the whole update before integrating it, so malformed input leaves
             # the document untouched.
@@ -97,6 +101,7 @@ class PycrdtDoc(EngineDoc):
         except BaseException as exc:  # pyo3's PanicException is a BaseException
             raise CorruptUpdate(f"update rejected: {type(exc).__name__}: {exc}") from None
         finally:
+            self._remote = False
             self._updates.clear()
         changed, self._changed = self._changed, set()
         was_gapped = bool(self._leftovers)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import MutableMapping
-from typing import Any
 
 import pytest
 from store_fakes import FakeNet, FakePeer, Node, ThreadedHost
-
 
 from mpstore._errors import Closed, EngineUnavailable, Timeout
 from mpstore._store import StoreChange, StoreManager
@@ -340,5 +338,3 @@ def test_opening_a_store_without_any_engine_says_what_to_install() -> None:
         "    raise SystemExit('no error')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
