@@ -10,7 +10,7 @@ import pytest
 
 
 def _ours(thread: threading.Thread) -> bool:
-    return thread.is_alive() and not thread.daemon or thread.name.startswith("mpstore-")
+    return (thread.is_alive() and not thread.daemon) or thread.name.startswith("mpstore-")
 
 
 @pytest.fixture(autouse=True)

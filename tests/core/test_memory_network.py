@@ -228,7 +228,9 @@ def test_partition_and_heal(nodes: Any, net: mpstore.MemoryNetwork) -> None:
     ann, bob, cat, dan = nodes("Ann", **kw), nodes("Bob", **kw), nodes("Cat", **kw), nodes("Dan", **kw)
     wait_until(connected(ann, bob, cat, dan))
     net.partition([ann, bob], [cat, dan])
-    wait_until(lambda: connected(ann, bob)() and connected(cat, dan)() and len(ann.get_peers()) == 1, timeout=3)
+    wait_until(
+        lambda: connected(ann, bob)() and connected(cat, dan)() and len(ann.get_peers()) == 1, timeout=3
+    )
     ann.send("inside")
     wait_until(lambda: bob.messages() == ["inside"])
     time.sleep(0.2)
@@ -403,7 +405,10 @@ def test_max_peers_is_enforced(net: mpstore.MemoryNetwork) -> None:
 
 def test_default_memory_network_and_alias() -> None:
     assert mpstore.MultipeerCommunications is mpstore.MultipeerConnectivity
-    with Recorder("Ann", "dflt", transport="memory") as ann, Recorder("Bob", "dflt", transport="memory") as bob:
+    with (
+        Recorder("Ann", "dflt", transport="memory") as ann,
+        Recorder("Bob", "dflt", transport="memory") as bob,
+    ):
         wait_until(connected(ann, bob))
         assert isinstance(ann.transport, mpstore.transports.memory.MemoryTransport)
 

@@ -10,7 +10,9 @@ from mpstore import ProtocolError
 from mpstore._wire import FLAG_MORE, FLAG_UNRELIABLE, Kind, Reassembler, split_message
 
 
-def reassemble(frames: list[bytes], max_frame: int = 64, max_message: int = 10_000) -> list[tuple[int, bytes, bool]]:
+def reassemble(
+    frames: list[bytes], max_frame: int = 64, max_message: int = 10_000
+) -> list[tuple[int, bytes, bool]]:
     r = Reassembler(max_frame, max_message)
     out = []
     for frame in frames:
