@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== ruff"
-ruff check mpstore tests benchmarks examples
+ruff check .
 echo "== mypy --strict"
 mypy mpstore
 echo "== vermin: nothing newer than Python 3.10 in mpstore/"
