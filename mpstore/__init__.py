@@ -11,6 +11,7 @@ mc = Chat(display_name='Ann', service_type='chat')
 
 from __future__ import annotations
 
+from ._auth import new_secret
 from ._errors import (
     Closed,
     ConfigurationError,
@@ -61,4 +62,5 @@ __all__ = [
     "TransportError",
     "TransportUnavailable",
     "__version__",
+    "new_secret",
 ]

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,6 +61,9 @@ class NodeOptions:
     session: SessionConfig
     max_message_size: int
     max_peers: int
+    key: bytes | None = None
+    max_auth_failures: int = 5
+    auth_failure_window: float = 60.0
 
 
 @dataclass
@@ -92,6 +96,7 @@ class Node:
         self.known: dict[str, PeerID] = {}
         self.store: StoreHook | None = None
         self._decisions: dict[str, bool] = {}
+        self._auth_failures: dict[str, deque[float]] = {}
         self._tick_handle: Any = None
         self._closed = False
         # Shared with user threads: replaced whole under the condition's lock.
@@ -163,13 +168,23 @@ class Node:
         if not self.looking:
             self.transport.close_link(link, "not accepting new peers")
             return
+        if self._rate_limited(address):
+            log.warning("refusing a link from %s: too many failed authentications", address)
+            self.transport.close_link(link, "too many failed authentications")
+            return
         hello = Hello(
             self.local.peer_id,
             self.local.display_name,
             self.local.discovery_info,
             LinkSession.new_nonce(),
         )
-        session = LinkSession(hello, self.options.session, time.monotonic())
+        session = LinkSession(
+            hello,
+            self.options.session,
+            time.monotonic(),
+            key=self.options.key,
+            channel_binding=self.transport.channel_binding(link),
+        )
         self.links[link] = _Link(session, address)
         self._pump(link)
 
@@ -274,7 +289,12 @@ class Node:
             remote = entry.session.remote_hello
             if other != link and remote is not None and remote.peer_id == hello.peer_id:
                 return "already connecting on another link"
-        if len(self.peers) + 1 >= self.options.max_peers:
+        pending = sum(
+            1
+            for other, entry in self.links.items()
+            if other != link and entry.peer is None and entry.session.accepted_locally
+        )
+        if len(self.peers) + pending + 1 >= self.options.max_peers:
             return f"the session is full ({self.options.max_peers} peers including us)"
         return None
 
@@ -326,8 +346,24 @@ class Node:
             except Exception:
                 log.exception("the store failed on peer_added")
 
+    def _rate_limited(self, address: str | None) -> bool:
+        if address is None:
+            return False
+        failures = self._auth_failures.get(_host_of(address))
+        if not failures:
+            return False
+        horizon = time.monotonic() - self.options.auth_failure_window
+        while failures and failures[0] < horizon:
+            failures.popleft()
+        return len(failures) >= self.options.max_auth_failures
+
     def _on_closed(self, link: LinkId, entry: _Link, event: Closed) -> None:
         self.links.pop(link, None)
+        if event.auth_failed and entry.address is not None:
+            log.warning("authentication with %s failed: %s", entry.address, event.reason)
+            host = _host_of(entry.address)
+            failures = self._auth_failures.setdefault(host, deque(maxlen=64))
+            failures.append(time.monotonic())
         self.transport.close_link(link, event.reason)
         peer = entry.peer
         if peer is None or self.peers.get(peer.id, (None, None))[1] != link:
@@ -383,6 +419,15 @@ class Node:
                 entry.session.handle_timer(now)
                 self._pump(link)
         self._schedule_tick()
+
+
+def _host_of(address: str) -> str:
+    """The host part of 'host:port', '[v6]:port' or an opaque address (for rate limits)."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    if address.count(":") == 1:
+        return address.split(":", 1)[0]
+    return address
 
 
 def _make_store(node: Node, engine: str | None) -> StoreHook | None:

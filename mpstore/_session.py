@@ -10,6 +10,10 @@ Handshake (symmetric; both ends run the same steps)::
     the owner decides: accept() sends ACCEPT, refuse(reason) sends REFUSE and closes
     open (PeerOpened) once we have accepted AND received the peer's ACCEPT
 
+With a group secret, each end proves after the hellos that it holds the key, with an HMAC over
+both hellos and the link's channel binding (AUTH); HelloReceived is reported only once the
+peer's proof checks out, so an outsider never reaches the owner's admission logic.
+
 Nothing but PING, BYE and unknown kinds is accepted before the session is open; a peer is never
 reported open unless both ends accepted. A link that stays silent for ``peer_timeout`` closes.
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ._auth import make_proof, transcript_hash, verify_proof
 from ._errors import MpstoreError, ProtocolError
 from ._peer import is_peer_id, validate_discovery_info, validate_display_name
 from ._wire import Kind, Message, Reassembler, split_message
@@ -46,6 +51,7 @@ PROTOCOL_VERSION = 1
 MIN_PROTOCOL_VERSION = 1
 MAX_HELLO_SIZE = 8192
 MAX_REASON_SIZE = 512
+AUTH_SCHEME = "psk1"
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,11 @@ class SessionConfig:
     """Timing and size limits of a session."""
 
     peer_timeout: float = 5.0
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = 5.0
     max_frame_size: int = 64 * 1024
     max_receive_size: int = 64 * 1024 * 1024
+    max_message_rate: float | None = 5000.0
+    """Messages (APP and STORE) per second a peer may send, on average; None for no limit."""
 
     @property
     def heartbeat_interval(self) -> float:
@@ -71,6 +79,7 @@ class Hello:
     display_name: str
     discovery_info: Mapping[str, str] = field(default_factory=dict)
     nonce: str = ""
+    auth: str = ""
     version: int = PROTOCOL_VERSION
     min_version: int = MIN_PROTOCOL_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -86,6 +95,8 @@ class Hello:
             info=dict(self.discovery_info),
             nonce=self.nonce,
         )
+        if self.auth:
+            body["auth"] = self.auth
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -107,20 +118,22 @@ class Hello:
                 f"incompatible protocol: peer speaks {min_version}..{version}, "
                 f"we speak {MIN_PROTOCOL_VERSION}..{PROTOCOL_VERSION}"
             )
-        peer_id, nonce = body.get("id"), body.get("nonce", "")
+        peer_id, nonce, auth = body.get("id"), body.get("nonce", ""), body.get("auth", "")
         if not is_peer_id(peer_id):
             raise ProtocolError("hello has no valid peer id")
         if not isinstance(nonce, str) or len(nonce) > 128:
             raise ProtocolError("hello has an invalid nonce")
+        if not isinstance(auth, str) or len(auth) > 32:
+            raise ProtocolError("hello has an invalid auth scheme")
         try:
             name = validate_display_name(body.get("name"))
             info = validate_discovery_info(body.get("info", {}))
         except MpstoreError as exc:
             raise ProtocolError(f"hello: {exc}") from None
-        known = {"mpstore", "min", "id", "name", "info", "nonce"}
+        known = {"mpstore", "min", "id", "name", "info", "nonce", "auth"}
         extra = {k: v for k, v in body.items() if k not in known}
         assert isinstance(peer_id, str)
-        return cls(peer_id, name, info, nonce, version, min_version, extra)
+        return cls(peer_id, name, info, nonce, auth, version, min_version, extra)
 
 
 class State(Enum):
@@ -161,6 +174,7 @@ class Closed:
     reason: str
     clean: bool
     was_open: bool
+    auth_failed: bool = False
 
 
 Event = HelloReceived | PeerOpened | MessageReceived | Closed
@@ -169,10 +183,26 @@ Event = HelloReceived | PeerOpened | MessageReceived | Closed
 class LinkSession:
     """The protocol state of one link, driven by plain calls."""
 
-    def __init__(self, hello: Hello, config: SessionConfig, now: float) -> None:
+    def __init__(
+        self,
+        hello: Hello,
+        config: SessionConfig,
+        now: float,
+        key: bytes | None = None,
+        channel_binding: bytes = b"",
+    ) -> None:
         self.config = config
+        self._key = key
+        self._channel_binding = channel_binding
+        if key is not None and hello.auth != AUTH_SCHEME:
+            hello = Hello(**{**hello.__dict__, "auth": AUTH_SCHEME})
         self.local_hello = hello
+        self._hello_bytes = hello.encode()
         self.remote_hello: Hello | None = None
+        self._pending_hello: Hello | None = None
+        self._transcript = b""
+        self._tokens = float(2 * (config.max_message_rate or 0))
+        self._tokens_at = now
         self.state = State.HANDSHAKE
         self.close_reason: str | None = None
         self._started = now
@@ -183,7 +213,7 @@ class LinkSession:
         self._reassembler = Reassembler(config.max_frame_size, config.max_receive_size)
         self._out: list[tuple[bytes, bool]] = []
         self._events: list[Event] = []
-        self._queue(Kind.HELLO, hello.encode())
+        self._queue(Kind.HELLO, self._hello_bytes)
 
     @staticmethod
     def new_nonce() -> str:
@@ -202,6 +232,11 @@ class LinkSession:
         return events
 
     @property
+    def accepted_locally(self) -> bool:
+        """True once this end accepted the peer (open or waiting for the peer's ACCEPT)."""
+        return self._accepted_locally and self.state is not State.CLOSED
+
+    @property
     def is_open(self) -> bool:
         """True once both ends accepted and until the session closes."""
         return self.state is State.OPEN
@@ -215,7 +250,7 @@ class LinkSession:
         try:
             message = self._reassembler.feed(frame)
             if message is not None:
-                self._handle(message)
+                self._handle(message, now)
         except ProtocolError as exc:
             self._fail(str(exc))
 
@@ -290,7 +325,7 @@ class LinkSession:
             self._close_now(reason, clean=False)
 
     # -- internals --------------------------------------------------------------------------
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message, now: float) -> None:
         kind, payload = message.kind, message.payload
         if kind == Kind.PING:
             return
@@ -301,10 +336,33 @@ class LinkSession:
             self._close_now(f"peer refused us: {_reason_text(payload)}", clean=True)
             return
         if kind == Kind.HELLO:
-            if self.remote_hello is not None:
+            if self.remote_hello is not None or self._pending_hello is not None:
                 raise ProtocolError("second hello on one link")
-            self.remote_hello = Hello.decode(payload)
-            self._events.append(HelloReceived(self.remote_hello))
+            hello = Hello.decode(payload)
+            if self._key is None:
+                if hello.auth:
+                    self._refuse_auth("the peer requires a group secret and we have none")
+                    return
+                self.remote_hello = hello
+                self._events.append(HelloReceived(hello))
+                return
+            if hello.auth != AUTH_SCHEME:
+                self._refuse_auth("a group secret is required to join")
+                return
+            self._pending_hello = hello
+            self._transcript = transcript_hash(self._hello_bytes, payload, self._channel_binding)
+            self._queue(Kind.AUTH, make_proof(self._key, self.local_hello.peer_id, self._transcript))
+            return
+        if kind == Kind.AUTH:
+            pending = self._pending_hello
+            if pending is None or self._key is None:
+                raise ProtocolError("proof out of order")
+            if not verify_proof(self._key, pending.peer_id, self._transcript, payload):
+                self._refuse_auth("authentication failed: wrong group secret")
+                return
+            self._pending_hello = None
+            self.remote_hello = pending
+            self._events.append(HelloReceived(pending))
             return
         if kind == Kind.ACCEPT:
             if self.remote_hello is None or self._accepted_remotely:
@@ -313,12 +371,31 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE, Kind.AUTH):
+            if kind in (Kind.APP, Kind.STORE):
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
         if kind in (Kind.APP, Kind.STORE):
+            self._spend_token(now)
             self._events.append(MessageReceived(kind, payload, message.reliable))
         # Other kinds are unknown to this version: ignored for forward compatibility.
+
+    def _spend_token(self, now: float) -> None:
+        rate = self.config.max_message_rate
+        if rate is None:
+            return
+        self._tokens = min(2 * rate, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            raise ProtocolError(f"over {rate:g} messages per second")
+        self._tokens -= 1
+
+    def _refuse_auth(self, reason: str) -> None:
+        log.info("closing link: %s", reason)
+        self._queue(Kind.REFUSE, _reason_bytes(reason))
+        was_open = self.state is State.OPEN
+        self.state = State.CLOSED
+        self.close_reason = reason
+        self._events.append(Closed(reason, clean=False, was_open=was_open, auth_failed=True))
 
     def _maybe_open(self) -> None:
         if (

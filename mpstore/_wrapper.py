@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from ._auth import derive_key
 from ._core import Node, NodeOptions
 from ._errors import Closed, MessageTooLarge, NotConnected, SendTimeout, Timeout
 from ._peer import (
@@ -52,6 +53,9 @@ class MultipeerConnectivity:
         max_peers: int = 8,
         send_timeout: float = 10.0,
         engine: str | None = None,
+        secret: str | bytes | None = None,
+        handshake_timeout: float = 5.0,
+        max_message_rate: float | None = 5000.0,
     ) -> None:
         self._closed = True  # until fully started, so a failed __init__ leaves nothing behind
         validate_display_name(display_name)
@@ -63,6 +67,7 @@ class MultipeerConnectivity:
             raise ValueError("max_message_size must be a positive number of bytes")
         if not isinstance(max_peers, int) or max_peers < 2:
             raise ValueError("max_peers must be at least 2 (ourselves and one peer)")
+        key = None if secret is None else derive_key(_secret_bytes(secret), service_type)
         self._service_type = service_type
         self._max_message_size = max_message_size
         self._send_timeout = send_timeout
@@ -73,8 +78,10 @@ class MultipeerConnectivity:
             peer_timeout=float(peer_timeout),
             max_frame_size=self._transport.max_frame_size,
             max_receive_size=max(max_message_size, 64 * 1024 * 1024) + 1024,
+            handshake_timeout=float(handshake_timeout),
+            max_message_rate=max_message_rate,
         )
-        options = NodeOptions(config, max_message_size, max_peers)
+        options = NodeOptions(config, max_message_size, max_peers, key)
         self._runtime = Runtime(f"{display_name[:16]}-{local.peer_id[:6]}")
         self._node = Node(self._runtime, self._transport, local, options, weakref.ref(self))
         try:
@@ -257,6 +264,16 @@ class MultipeerConnectivity:
     def _check_open(self) -> None:
         if self._closed:
             raise Closed("this object was ended with end_all(); make a new one")
+
+
+def _secret_bytes(secret: object) -> str | bytes:
+    if isinstance(secret, bytearray):
+        return bytes(secret)
+    if not isinstance(secret, (str, bytes)):
+        raise TypeError(f"secret must be a str passphrase or bytes, not {type(secret).__name__}")
+    if not secret:
+        raise ValueError("secret must not be empty")
+    return secret
 
 
 def _shutdown(runtime: Runtime, node: Node) -> None:

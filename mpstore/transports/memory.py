@@ -302,7 +302,7 @@ class MemoryTransport(Transport):
             return
         link_id = link.ids[self]
         self._links[link_id] = link
-        self._listener.link_up(link_id, f"memory:{link_id}")
+        self._listener.link_up(link_id, f"memory/{id(link.other(self)):x}")
 
     def _link_down(self, link: _Link, reason: str) -> None:
         link_id = link.ids[self]
