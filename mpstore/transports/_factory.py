@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -21,7 +22,11 @@ def in_pythonista() -> bool:
 
 
 def make_transport(spec: Any) -> Transport:
-    """'auto' | 'memory' | 'lan' | 'mc' | a MemoryNetwork | a Transport instance."""
+    """'auto' | 'memory' | 'lan' | 'mc' | a MemoryNetwork | a Transport instance.
+
+    'auto' takes the MPSTORE_TRANSPORT environment variable if set, else 'mc' inside
+    Pythonista and 'lan' everywhere else.
+    """
     if isinstance(spec, Transport):
         return spec
     if isinstance(spec, MemoryNetwork):
@@ -33,6 +38,9 @@ def make_transport(spec: Any) -> Transport:
     if spec == "mc":
         return _mc()
     if spec == "auto":
+        chosen = os.environ.get("MPSTORE_TRANSPORT", "").strip()
+        if chosen and chosen != "auto":
+            return make_transport(chosen)
         if in_pythonista():
             return _mc()
         return _lan()
