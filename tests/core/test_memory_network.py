@@ -147,8 +147,8 @@ def test_accept_peer_refusal_keeps_the_peer_out_on_both_sides(nodes: Any) -> Non
     ann = nodes("Ann", refuse={"Eve"})
     bob = nodes("Bob")
     eve = nodes("Eve")
-    wait_until(connected(ann, bob))
-    wait_until(lambda: len(eve.get_peers()) == 1)
+    wait_until(lambda: {p.display_name for p in bob.get_peers()} == {"Ann", "Eve"})
+    wait_until(lambda: len(eve.get_peers()) == 1 and len(ann.get_peers()) == 1)
     time.sleep(0.3)
     assert [p.display_name for p in ann.get_peers()] == ["Bob"]
     assert [p.display_name for p in eve.get_peers()] == ["Bob"]
