@@ -500,6 +500,11 @@ class StoreHost:
         """Run ``fn`` on the dispatcher thread, after what is already queued."""
         self.runtime.dispatch(fn)
 
+    @property
+    def local_id(self) -> str:
+        """This node's own peer id."""
+        return self._node.my_peer.id
+
     def send_sync(self, peer: PeerID, payload: bytes) -> None:
         """Send one store message reliably to a connected peer (core thread)."""
         self._node.send_to_peer(peer, Kind.STORE, payload)
