@@ -12,6 +12,9 @@ Store message (all integers lib0 var-uints, strings var-uint length + UTF-8)::
     kind 1 UPDATE     origin peer id | seq | store name | y-protocols sync message (0, 2, update)
     kind 2 NEIGHBOURS count | peer id * count         the sender's connected peers
     kind 3 SYNC_BOTH  store name | y-protocols step 1  "answer with step 2, and send your step 1"
+    kind 4 BUNDLE     count | var-bytes message * count   several messages of kinds 0-3, in order
+    kind 5 PART       message id | index | count | var-bytes   one slice of a message too big to
+                                                      send whole (a large snapshot)
 
 Rules:
 
@@ -62,6 +65,11 @@ K_SYNC: Final = 0
 K_UPDATE: Final = 1
 K_NEIGHBOURS: Final = 2
 K_SYNC_BOTH: Final = 3
+K_BUNDLE: Final = 4
+K_PART: Final = 5
+MAX_BUNDLE: Final = 1 << 20
+#: Messages above this many bytes are sent as PART slices of this size.
+PART_SIZE: Final = 1 << 20
 
 #: y-protocols: message type "sync" and its three sub-types.
 Y_MESSAGE_SYNC: Final = 0
@@ -192,6 +200,15 @@ def encode_neighbours(peer_ids: Iterable[str]) -> bytes:
     return bytes(out)
 
 
+def encode_bundle(payloads: list[bytes]) -> bytes:
+    """A BUNDLE of several store messages, delivered in order."""
+    out = bytearray((VERSION, K_BUNDLE))
+    write_varuint(out, len(payloads))
+    for payload in payloads:
+        write_varbytes(out, payload)
+    return bytes(out)
+
+
 def _read_y_sync(r: Reader) -> tuple[int, bytes]:
     if r.varuint() != Y_MESSAGE_SYNC:
         raise MalformedMessage("not a y-protocols sync message")
@@ -253,10 +270,15 @@ class DocSync:
         new_doc: Callable[[], EngineDoc],
         *,
         max_stores: int = 1024,
+        max_message: int = 256 << 20,
     ) -> None:
         self.local_id = local_id
         self._new_doc = new_doc
         self.max_stores = max_stores
+        self.max_message = max_message
+        # Reassembly of PART slices per peer: (message id, slices so far, expected count).
+        self._parts: dict[str, tuple[int, list[bytes], int]] = {}
+        self._part_id = 0
         self.docs: dict[str, EngineDoc] = {}
         self.neighbours: dict[str, None] = {}  # insertion-ordered set
         self.their_neighbours: dict[str, frozenset[str]] = {}
@@ -284,10 +306,21 @@ class DocSync:
         return ev
 
     def _send(self, peer: str, payload: bytes) -> None:
-        self.outbox.append((peer, payload))
-        self.stats.sent += 1
         kind = payload[1]
+        self.stats.sent += 1
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        if len(payload) <= PART_SIZE:
+            self.outbox.append((peer, payload))
+            return
+        self._part_id += 1
+        count = -(-len(payload) // PART_SIZE)
+        for index in range(count):
+            out = bytearray((VERSION, K_PART))
+            write_varuint(out, self._part_id)
+            write_varuint(out, index)
+            write_varuint(out, count)
+            write_varbytes(out, payload[index * PART_SIZE : (index + 1) * PART_SIZE])
+            self.outbox.append((peer, bytes(out)))
 
     # -- documents
 
@@ -337,9 +370,7 @@ class DocSync:
 
     # -- local edits
 
-    def transact(
-        self, name: str, sets: Mapping[str, str], deletes: Iterable[str]
-    ) -> dict[str, str | None]:
+    def transact(self, name: str, sets: Mapping[str, str], deletes: Iterable[str]) -> dict[str, str | None]:
         """Apply a local transaction, send its one update to every neighbour, return new values."""
         d = self.doc(name)
         deletes = list(deletes)
@@ -380,6 +411,7 @@ class DocSync:
         del self.neighbours[peer]
         self._asked.pop(peer, None)
         self._held.pop(peer, None)
+        self._parts.pop(peer, None)
         lost = self.their_neighbours.pop(peer, frozenset())
         self._announce()
         self._resync(lost)
@@ -395,6 +427,30 @@ class DocSync:
 
     def receive(self, peer: str, payload: bytes) -> None:
         """Handle one store message from neighbour ``peer``; never raises on bad input."""
+        if payload[:2] == bytes((VERSION, K_PART)):
+            whole = self._reassemble(peer, payload)
+            if whole is None or whole[:2] == bytes((VERSION, K_PART)):
+                return
+            payload = whole
+        if payload[:2] == bytes((VERSION, K_BUNDLE)):
+            try:
+                r = Reader(payload)
+                r.pos = 2
+                count = r.varuint()
+                if count > MAX_BUNDLE:
+                    raise MalformedMessage(f"bundle of {count} messages")
+                parts = [r.varbytes() for _ in range(count)]
+                r.end()
+            except MalformedMessage as exc:
+                self.stats.rejected += 1
+                log.warning("malformed store bundle from %s dropped: %s", peer, exc)
+                return
+            for part in parts:
+                if part[:2] == bytes((VERSION, K_BUNDLE)):
+                    log.warning("nested store bundle from %s dropped", peer)
+                    continue
+                self.receive(peer, part)
+            return
         try:
             self._receive(peer, payload)
         except MalformedMessage as exc:
@@ -403,6 +459,35 @@ class DocSync:
         except CorruptUpdate as exc:
             self.stats.rejected += 1
             log.warning("store update from %s rejected: %s", peer, exc)
+
+    def _reassemble(self, peer: str, payload: bytes) -> bytes | None:
+        try:
+            r = Reader(payload)
+            r.pos = 2
+            msg_id, index, count = r.varuint(), r.varuint(), r.varuint()
+            data = r.varbytes(PART_SIZE)
+            r.end()
+            if not 0 < count <= -(-self.max_message // PART_SIZE):
+                raise MalformedMessage(f"a message of {count} parts is over the size limit")
+        except MalformedMessage as exc:
+            self.stats.rejected += 1
+            self._parts.pop(peer, None)
+            log.warning("malformed store message part from %s dropped: %s", peer, exc)
+            return None
+        current = self._parts.get(peer)
+        if index == 0:
+            current = (msg_id, [], count)
+        if current is None or current[0] != msg_id or current[2] != count or index != len(current[1]):
+            # Parts of one message arrive in order on a reliable link; anything else is bad.
+            self._parts.pop(peer, None)
+            log.warning("store message part from %s out of sequence: dropped", peer)
+            return None
+        current[1].append(data)
+        if len(current[1]) < count:
+            self._parts[peer] = current
+            return None
+        self._parts.pop(peer, None)
+        return b"".join(current[1])
 
     def _receive(self, peer: str, payload: bytes) -> None:
         if peer not in self.neighbours:
@@ -465,9 +550,7 @@ class DocSync:
             self._mark_seen((self.local_id, seq))
             self._forward(peer, name, encode_update(self.local_id, seq, name, data), origin=None)
 
-    def _on_update(
-        self, peer: str, origin: str, seq: int, name: str, data: bytes, payload: bytes
-    ) -> None:
+    def _on_update(self, peer: str, origin: str, seq: int, name: str, data: bytes, payload: bytes) -> None:
         if origin == self.local_id or not self._mark_seen((origin, seq)):
             return
         d, _ = self._doc_for_peer(name, peer)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
-from ._docsync import DocSync, StoreUpdated, check_store_name
+from ._docsync import PART_SIZE, DocSync, StoreUpdated, check_store_name, encode_bundle
 from ._errors import Closed, Timeout
 from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
 from .engines import Engine, load_engine
@@ -36,6 +36,11 @@ __all__ = [
 log = logging.getLogger("mpstore.store")
 
 T = TypeVar("T")
+
+#: Store messages per second to one peer sent one by one; above it they go out in bundles
+#: every PACE_DELAY seconds, well under the session's per-peer message rate limit.
+STORE_MESSAGE_RATE = 1000.0
+PACE_DELAY = 0.01
 _NOTHING: Any = object()
 
 
@@ -54,6 +59,10 @@ class PeerLike(Protocol):
 class StoreHost(Protocol):
     """What the core provides to the store manager."""
 
+    @property
+    def local_id(self) -> str:
+        """This node's own peer id."""
+
     def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         """Run ``fn`` on the core thread and return its result (raises Closed after end_all)."""
 
@@ -62,6 +71,9 @@ class StoreHost(Protocol):
 
     def dispatch(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the dispatcher thread, in order."""
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Core thread: run ``fn`` on the core thread after ``delay`` seconds."""
 
     def send_sync(self, peer: Any, payload: bytes) -> None:
         """Core thread: send one store message reliably to a connected peer."""
@@ -90,8 +102,7 @@ class StoreChange:
 
     def __repr__(self) -> str:
         return (
-            f"StoreChange(store={self.store!r}, changes={dict(self.changes)!r}, "
-            f"from_peer={self.from_peer!r})"
+            f"StoreChange(store={self.store!r}, changes={dict(self.changes)!r}, from_peer={self.from_peer!r})"
         )
 
 
@@ -347,9 +358,7 @@ class SharedDict(MutableMapping[str, Any]):
             if sub in self._subs:
                 self._subs.remove(sub)
 
-    def wait_for(
-        self, predicate: Callable[[SharedDict], Any], timeout: float | None = None
-    ) -> None:
+    def wait_for(self, predicate: Callable[[SharedDict], Any], timeout: float | None = None) -> None:
         """Block until ``predicate(self)`` is true; :class:`mpstore.Timeout` (a TimeoutError)
         when ``timeout`` seconds pass first, :class:`mpstore.Closed` if the store is closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -383,9 +392,7 @@ class SharedDict(MutableMapping[str, Any]):
                     try:
                         new_value = decode_value(raw)
                     except ValueDecodeError as exc:
-                        log.warning(
-                            "store %r key %r: undecodable value hidden: %s", self._name, key, exc
-                        )
+                        log.warning("store %r key %r: undecodable value hidden: %s", self._name, key, exc)
                         raw = None
                 old_raw = self._data.get(key)
                 if old_raw == raw:
@@ -454,17 +461,20 @@ class StoreManager:
     def __init__(
         self,
         host: StoreHost,
-        local_id: str,
         engine: str | Engine | None = None,
         *,
         max_stores: int = 1024,
     ) -> None:
         self._host = host
+        local_id = host.local_id
         self._engine_choice = engine
         self._engine: Engine | None = engine if isinstance(engine, Engine) else None
         self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores)
         self._stores: dict[str, SharedDict] = {}
         self._peers: dict[str, Any] = {}
+        self._queues: dict[str, list[bytes]] = {}
+        self._buckets: dict[str, list[float]] = {}
+        self._pacing = False
         self._lock = threading.Lock()
         self._closed = False
 
@@ -541,15 +551,59 @@ class StoreManager:
 
     def _flush(self) -> None:
         for pid, payload in self._sync.take_outbox():
-            peer = self._peers.get(pid)
-            if peer is None:
+            queue = self._queues.get(pid)
+            if queue is None and self._take_token(pid):
+                self._send_now(pid, payload)
                 continue
-            try:
-                self._host.send_sync(peer, payload)
-            except Exception as exc:
-                log.debug("store message to %s not sent: %s", pid, exc)
+            if queue is None:
+                queue = self._queues[pid] = []
+            queue.append(payload)
+            if not self._pacing:
+                self._pacing = True
+                self._host.call_later(PACE_DELAY, self._pace)
         for ev in self._sync.take_events():
             self._event(ev)
+
+    def _take_token(self, pid: str) -> bool:
+        now = time.monotonic()
+        bucket = self._buckets.get(pid)
+        if bucket is None:
+            bucket = self._buckets[pid] = [STORE_MESSAGE_RATE, now]
+        bucket[0] = min(STORE_MESSAGE_RATE, bucket[0] + (now - bucket[1]) * STORE_MESSAGE_RATE)
+        bucket[1] = now
+        if bucket[0] >= 1:
+            bucket[0] -= 1
+            return True
+        return False
+
+    def _pace(self) -> None:
+        """Core thread: send what waited, as few bundles as the size limit allows."""
+        self._pacing = False
+        if self._closed:
+            return
+        queues, self._queues = self._queues, {}
+        for pid, queue in queues.items():
+            group: list[bytes] = []
+            size = 0
+            for payload in queue:
+                if group and size + len(payload) > PART_SIZE:
+                    self._send_group(pid, group)
+                    group, size = [], 0
+                group.append(payload)
+                size += len(payload)
+            self._send_group(pid, group)
+
+    def _send_group(self, pid: str, group: list[bytes]) -> None:
+        self._send_now(pid, group[0] if len(group) == 1 else encode_bundle(group))
+
+    def _send_now(self, pid: str, payload: bytes) -> None:
+        peer = self._peers.get(pid)
+        if peer is None:
+            return
+        try:
+            self._host.send_sync(peer, payload)
+        except Exception as exc:
+            log.warning("store message to %r not sent: %s", peer, exc)
 
     def _event(self, ev: StoreUpdated) -> None:
         with self._lock:
@@ -574,6 +628,8 @@ class StoreManager:
     def _peer_removed(self, peer: Any) -> None:
         self._sync.peer_removed(peer.id)
         self._peers.pop(peer.id, None)
+        self._queues.pop(peer.id, None)
+        self._buckets.pop(peer.id, None)
 
     def message(self, peer: Any, payload: bytes) -> None:
         """Core thread: a store message from ``peer``."""

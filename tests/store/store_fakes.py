@@ -50,6 +50,10 @@ class FakeHost:
         self.dispatched: list[Callable[[], None]] = []
         self.inline_dispatch = True
 
+    @property
+    def local_id(self) -> str:
+        return self.peer.id
+
     def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
         if self.closed:
             raise Closed("closed")
@@ -65,6 +69,9 @@ class FakeHost:
             fn()
         else:
             self.dispatched.append(fn)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        self.net.timers.append((self, fn))
 
     def run_dispatched(self) -> None:
         while self.dispatched:
@@ -90,7 +97,7 @@ class Node:
     def __init__(self, net: FakeNet, name: str, engine: str | None = None) -> None:
         self.peer = FakePeer(f"{net.rng.getrandbits(64):016x}", name)
         self.host = FakeHost(net, self.peer)
-        self.manager = StoreManager(self.host, self.peer.id, engine)
+        self.manager = StoreManager(self.host, engine)
 
     def store(self, name: str = "s") -> SharedDict:
         return self.manager.shared_dict(name)
@@ -108,6 +115,7 @@ class FakeNet:
         self.queues: dict[tuple[str, str], deque[bytes]] = {}
         self.lock = threading.Lock()
         self.frames = 0
+        self.timers: list[tuple[FakeHost, Callable[[], None]]] = []
 
     def add(self, name: str, engine: str | None = None) -> Node:
         node = Node(self, name, engine)
@@ -159,7 +167,14 @@ class FakeNet:
         with self.lock:
             ready = [k for k, q in self.queues.items() if q]
             if not ready:
-                return False
+                if not self.timers:
+                    return False
+                host, fn = self.timers.pop(0)
+        if not ready:
+            if not host.closed:
+                host.call(fn)
+            return True
+        with self.lock:
             key = pick(ready) if pick else self.rng.choice(ready)
             payload = self.queues[key].popleft()
         src, dst = key
@@ -226,6 +241,9 @@ class ThreadedHost(FakeHost):
         return value  # type: ignore[no-any-return]
 
     def post(self, fn: Callable[[], None]) -> None:
+        self._core_q.put(fn)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         self._core_q.put(fn)
 
     def dispatch(self, fn: Callable[[], None]) -> None:

@@ -318,3 +318,72 @@ def test_big_snapshot_for_a_late_joiner() -> None:
     net.pump()
     assert len(b.store()) == n
     assert b.store()["key99999"] == 99_999
+
+
+def test_fast_writers_are_bundled_under_the_peer_rate_limit() -> None:
+    from mpstore import _store
+
+    net = FakeNet()
+    a, b = net.add("A"), net.add("B")
+    net.connect(a, b)
+    net.pump()
+    n = int(_store.STORE_MESSAGE_RATE) * 3
+    s = a.store()
+    for i in range(n):
+        s[f"k{i}"] = i
+    assert net.frames < n  # the rest waits for the pacer
+    net.pump()
+    assert net.frames < n / 2
+    assert b.store().to_dict() == s.to_dict()
+    assert a.manager.docsync.stats.by_kind[K_UPDATE] == n
+
+
+def test_big_messages_go_in_parts() -> None:
+    from mpstore._docsync import PART_SIZE
+
+    net = FakeNet()
+    a, b = net.add("A"), net.add("B")
+    blob = bytes(range(256)) * (PART_SIZE // 64)  # 4 MiB, about 5.5 MiB encoded
+    a.store()["blob"] = blob
+    net.connect(a, b)
+    net.pump()
+    assert b.store()["blob"] == blob
+    net.frames = 0
+    a.store()["blob2"] = blob  # a live update that big is split too
+    net.pump()
+    assert net.frames >= 5
+    assert b.store()["blob2"] == blob
+
+
+def test_hostile_parts_and_bundles_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    from mpstore._docsync import K_BUNDLE, K_PART, encode_bundle
+
+    net = FakeNet()
+    a, b = net.add("A"), net.add("B")
+    net.connect(a, b)
+    a.store()["x"] = 1
+    net.pump()
+
+    def part(msg_id: int, index: int, count: int, data: bytes) -> bytes:
+        out = bytearray((1, K_PART))
+        for v in (msg_id, index, count):
+            write_varuint(out, v)
+        write_varuint(out, len(data))
+        return bytes(out + data)
+
+    hostile = [
+        part(1, 1, 2, b"x"),  # out of sequence
+        part(2, 0, 10**9, b"x"),  # over the size limit
+        part(3, 0, 2, b"x") + b"junk",
+        part(4, 0, 1, part(5, 0, 1, b"")),  # a part holding a part
+        bytes((1, K_BUNDLE, 5, 1)),  # truncated bundle
+        encode_bundle([encode_bundle([b"\x01\x00"])]),  # nested bundle
+        bytes((1, K_BUNDLE)) + b"\xff\xff\xff\xff\x0f",
+    ]
+    with caplog.at_level(logging.WARNING, logger="mpstore.store"):
+        for payload in hostile:
+            _inject(net, a, b, payload)
+    assert b.store().to_dict() == {"x": 1}
+    a.store()["y"] = 2
+    net.pump()
+    assert b.store().to_dict() == {"x": 1, "y": 2}

@@ -247,7 +247,7 @@ def test_threads_writing_concurrently_with_a_real_core_thread() -> None:
     peer = FakePeer("a" * 16, "A")
     host = ThreadedHost(net, peer)
     try:
-        manager = StoreManager(host, peer.id)
+        manager = StoreManager(host)
         s = manager.shared_dict("s")
         changes: list[StoreChange] = []
         s.observe(changes.append)
@@ -283,7 +283,7 @@ def test_observers_run_on_the_dispatcher_thread() -> None:
     peer = FakePeer("b" * 16, "B")
     host = ThreadedHost(net, peer)
     try:
-        manager = StoreManager(host, peer.id)
+        manager = StoreManager(host)
         s = manager.shared_dict("s")
         threads: list[threading.Thread] = []
         s.observe(lambda change: threads.append(threading.current_thread()))
