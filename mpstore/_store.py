@@ -41,6 +41,8 @@ T = TypeVar("T")
 #: every PACE_DELAY seconds, well under the session's per-peer message rate limit.
 STORE_MESSAGE_RATE = 1000.0
 PACE_DELAY = 0.01
+#: wait_for re-checks its predicate at least this often (seconds).
+WAIT_POLL = 0.1
 _NOTHING: Any = object()
 
 
@@ -360,7 +362,11 @@ class SharedDict(MutableMapping[str, Any]):
 
     def wait_for(self, predicate: Callable[[SharedDict], Any], timeout: float | None = None) -> None:
         """Block until ``predicate(self)`` is true; :class:`mpstore.Timeout` (a TimeoutError)
-        when ``timeout`` seconds pass first, :class:`mpstore.Closed` if the store is closed."""
+        when ``timeout`` seconds pass first, :class:`mpstore.Closed` if the store is closed.
+
+        The predicate runs on the calling thread after every change of this store, and at
+        least every WAIT_POLL seconds (so it may also look at other stores or the clock).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
@@ -371,14 +377,15 @@ class SharedDict(MutableMapping[str, Any]):
             if closed:
                 raise Closed(f"store {self._name!r} is closed")
             with self._cond:
-                while self._version == version and not self._closed:
-                    if deadline is None:
-                        self._cond.wait()
-                        continue
+                if self._version != version or self._closed:
+                    continue
+                slice_ = WAIT_POLL
+                if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise Timeout(f"store {self._name!r}: condition not met in {timeout} s")
-                    self._cond.wait(remaining)
+                    slice_ = min(slice_, remaining)
+                self._cond.wait(slice_)
 
     # -- core thread side
 

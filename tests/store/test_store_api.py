@@ -338,3 +338,12 @@ def test_opening_a_store_without_any_engine_says_what_to_install() -> None:
         "    raise SystemExit('no error')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_wait_for_also_notices_conditions_outside_the_store(
+    pair: tuple[FakeNet, Node, Node],
+) -> None:
+    _, a, _ = pair
+    flag = threading.Event()
+    threading.Timer(0.05, flag.set).start()
+    a.store().wait_for(lambda s: flag.is_set(), timeout=5)
