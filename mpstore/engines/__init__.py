@@ -53,13 +53,15 @@ def load_engine(name: str | None = None) -> Engine:
         forced = os.environ.get("MPSTORE_ENGINE", "").strip().lower()
         if forced and forced != "auto":
             return _load(forced)
-        errors = []
+        reasons = []
         for candidate in ENGINE_NAMES:
             try:
                 return _load(candidate)
             except EngineUnavailable as exc:
-                errors.append(str(exc))
+                reasons.append(f"{candidate}: {exc.__cause__ or exc}")
         raise EngineUnavailable(
-            "no CRDT engine for the replicated store can be loaded: " + "; ".join(errors)
+            "the replicated store needs a CRDT engine and none can be loaded ("
+            + "; ".join(reasons)
+            + "): install pycrdt with `pip install 'mpstore[store]'` (Python >= 3.11)"
         )
     return _load(name)
