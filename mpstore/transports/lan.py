@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ._lan._discovery import Discovery, Found
     from ._lan._tls import TlsIdentity
 
-__all__ = ["LanTransport"]
+__all__ = ["LanTransport", "load_discovery"]
 
 log = logging.getLogger("mpstore.lan")
 
@@ -57,6 +57,14 @@ def _load_deps() -> None:
         import zeroconf  # noqa: F401
     except ImportError as exc:
         raise TransportUnavailable(f"{_INSTALL_HINT} ({exc})") from None
+
+
+def load_discovery() -> type[Discovery]:
+    """The mDNS discovery class (for ``mpstore peers``); TransportUnavailable without zeroconf."""
+    _load_deps()
+    from ._lan._discovery import Discovery
+
+    return Discovery
 
 
 @dataclass
