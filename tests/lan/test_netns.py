@@ -61,6 +61,17 @@ def test_three_peers_discover_each_other_and_exchange_messages(
         assert [e["event"] for e in events] == ["added", "added"], events
 
 
+@pytest.mark.parametrize("version", ["all", "v6"])
+def test_ipv4_and_ipv6_discovery_links_three_peers(
+    netns_lan: Callable[[int], NetnsLan], version: str
+) -> None:
+    lan = netns_lan(3)
+    _start(lan, 3, "--ip-version", version)
+    _mesh(lan, 3, timeout=20)
+    lan.agents[0].call("send", message="dual stack")
+    wait_for(lambda: ("p0", "dual stack") in _inbox(lan, 2), 5, what="message")
+
+
 def test_eight_peers_form_a_full_mesh(netns_lan: Callable[[int], NetnsLan]) -> None:
     lan = netns_lan(8)
     _start(lan, 8)
