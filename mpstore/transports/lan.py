@@ -618,10 +618,10 @@ class LanTransport(Transport):
             "addresses": list(found.addresses),
             "discovery_info": dict(found.discovery_info),
         }
-        if self._local.peer_id < found.peer_id:
-            self._maybe_dial(target)
+        if self._not_first(target):
+            self._schedule(target, self._not_first(target))
         else:
-            self._schedule(target, self._fallback_delay)
+            self._maybe_dial(target)
 
     def _on_lost_service(self, peer_id: str) -> None:
         target = self._targets.pop(f"id:{peer_id}", None)
@@ -664,7 +664,14 @@ class LanTransport(Transport):
             target.dead = True
             return
         delay = min(_BACKOFF_MAX, 0.2 * 2 ** min(target.failures, 10))
-        self._schedule(target, delay * random.uniform(0.8, 1.2))
+        self._schedule(target, self._not_first(target) + delay * random.uniform(0.8, 1.2))
+
+    def _not_first(self, target: _Target) -> float:
+        """Extra delay before dialing a discovered peer that should dial us (its id is smaller)."""
+        assert self._local is not None
+        if target.static or target.peer_id is None or self._local.peer_id < target.peer_id:
+            return 0.0
+        return self._fallback_delay
 
     async def _dial(self, target: _Target) -> None:
         assert self._tls is not None
@@ -798,7 +805,7 @@ class LanTransport(Transport):
                     self._retry(target)
                 else:
                     target.failures = 0
-                    self._schedule(target, random.uniform(0.05, 0.3))
+                    self._schedule(target, self._not_first(target) + random.uniform(0.05, 0.3))
 
     def _report_down(self, link: int, conn: _Conn, reason: str) -> None:
         self._links.pop(link, None)
