@@ -105,14 +105,10 @@ class _Conn(asyncio.Protocol):
         self._out_size = 0
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._early: list[bytes] = []
 
     # asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        if self.state != "tls":  # lost while its TLS upgrade was finishing
-            transport.abort()
-            return
         self._transport = transport
         owner = self.owner
         peer = transport.get_extra_info("peername")
@@ -136,14 +132,8 @@ class _Conn(asyncio.Protocol):
         self._timer = owner._loop.call_later(owner._connect_timeout, self._handshake_timeout)
         assert owner._local is not None
         self.write(Preface(owner._local.service_type, owner._local.peer_id).encode())
-        early, self._early = self._early, []
-        for data in early:
-            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.state == "tls":  # app data that came with the end of the TLS handshake
-            self._early.append(data)
-            return
         if self.state in ("closing", "closed"):
             return
         try:
@@ -274,68 +264,6 @@ class _Conn(asyncio.Protocol):
             self._flush_handle = None
 
 
-class _Accept(asyncio.Protocol):
-    """An incoming TCP connection until its TLS handshake completes (then a :class:`_Conn`)."""
-
-    def __init__(self, owner: LanTransport) -> None:
-        self.owner = owner
-        self.raw: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        owner = self.owner
-        self.raw = transport
-        if owner._closing or not owner._looking:
-            log.debug("lan: refused a connection: not accepting new peers")
-            transport.abort()
-            return
-        if len(owner._handshaking) >= _MAX_HANDSHAKES:
-            log.info("lan: refused a connection: %d TLS handshakes in progress", _MAX_HANDSHAKES)
-            transport.abort()
-            return
-        transport.pause_reading()  # start_tls resumes it; no byte may reach this protocol
-        owner._handshaking.add(self)
-        self.task = owner._loop.create_task(self._upgrade(transport))
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
-
-    def abort(self) -> None:
-        """Drop the connection and its handshake."""
-        if self.task is not None:
-            self.task.cancel()
-        if self.raw is not None:
-            self.raw.abort()
-
-    async def _upgrade(self, raw: asyncio.Transport) -> None:
-        owner = self.owner
-        assert owner._tls is not None
-        conn = _Conn(owner, None)
-        peer = raw.get_extra_info("peername")
-        try:
-            tls = await owner._loop.start_tls(
-                raw,
-                conn,
-                owner._tls.server_context,
-                server_side=True,
-                ssl_handshake_timeout=owner._connect_timeout,
-            )
-        except asyncio.CancelledError:
-            raw.abort()
-            raise
-        except Exception as exc:
-            log.info("lan: TLS handshake with %s failed: %r", peer, exc)
-            raw.abort()
-            return
-        finally:
-            owner._handshaking.discard(self)
-        if tls is None or owner._closing:
-            raw.abort()
-            return
-        conn.connection_made(tls)
-
-
 class LanTransport(Transport):
     """Peers on the local network: mDNS discovery, one TLS 1.3 TCP connection per pair."""
 
@@ -378,15 +306,14 @@ class LanTransport(Transport):
         self._local: LocalNode | None = None
         self._tls: TlsIdentity | None = None
         self._sock: socket.socket | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._server_task: asyncio.Task[None] | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._discovery: Discovery | None = None
         self._disc_chain: asyncio.Task[None] | None = None
         self._looking = False
         self._closing = False
         self._closed = False
         self._conns: set[_Conn] = set()
-        self._handshaking: set[_Accept] = set()
+        self._handshaking: set[asyncio.Task[None]] = set()
         self._links: dict[int, _Conn] = {}
         self._by_peer: dict[str, _Conn] = {}
         self._targets: dict[str, _Target] = {}
@@ -419,7 +346,7 @@ class LanTransport(Transport):
         self._sock = self._bind()
         host, port = self._sock.getsockname()[:2]
         self._address = (host, port)
-        self._server_task = loop.create_task(self._serve(self._sock))
+        self._accepting = loop.create_task(self._accept_loop(self._sock))
 
     def start_discovery(self) -> None:
         """Accept incoming connections, dial static peers, advertise and browse."""
@@ -446,8 +373,8 @@ class LanTransport(Transport):
         for target in self._targets.values():
             if target.dialing is not None:
                 target.dialing.cancel()
-        for accept in list(self._handshaking):
-            accept.abort()
+        for task in list(self._handshaking):
+            task.cancel()
         for conn in list(self._conns):
             if conn.state in ("preface", "decision"):
                 conn.fail("stopped looking for peers")
@@ -494,9 +421,9 @@ class LanTransport(Transport):
             if target.dialing is not None:
                 target.dialing.cancel()
         dials = [t.dialing for t in self._targets.values() if t.dialing is not None]
-        accepts = [a.task for a in self._handshaking if a.task is not None]
-        for accept in list(self._handshaking):
-            accept.abort()
+        accepts = list(self._handshaking)
+        for task in accepts:
+            task.cancel()
         if self._discovery_enabled:
             self._chain(self._stop_discovery())
         chain = self._disc_chain
@@ -510,14 +437,10 @@ class LanTransport(Transport):
         for link, conn in list(self._links.items()):
             self._report_down(link, conn, "transport closed")
         self._closed = True
-        if self._server_task is not None:
-            self._server_task.cancel()
+        if self._accepting is not None:
+            self._accepting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._server_task
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                await self._accepting
         if self._sock is not None:
             self._sock.close()
         if dials or accepts:
@@ -555,8 +478,42 @@ class LanTransport(Transport):
             raise TransportError(f"cannot listen on {host}:{self._port}: {exc}") from exc
         return sock
 
-    async def _serve(self, sock: socket.socket) -> None:
-        self._server = await self._loop.create_server(lambda: _Accept(self), sock=sock)
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        # Our own accept loop (not loop.create_server) so that every socket is ours to close,
+        # including those still in their TLS handshake when we stop looking or close.
+        while True:
+            try:
+                client, addr = await self._loop.sock_accept(sock)
+            except OSError as exc:
+                log.warning("lan: accept failed: %r", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if self._closing or not self._looking:
+                log.debug("lan: refused a connection from %s: not accepting new peers", addr)
+                client.close()
+            elif len(self._handshaking) >= _MAX_HANDSHAKES:
+                log.info("lan: refused %s: %d TLS handshakes in progress", addr, _MAX_HANDSHAKES)
+                client.close()
+            else:
+                task = self._loop.create_task(self._handshake(client, addr))
+                self._handshaking.add(task)
+                task.add_done_callback(self._handshaking.discard)
+
+    async def _handshake(self, client: socket.socket, addr: Any) -> None:
+        assert self._tls is not None
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: _Conn(self, None),
+                client,
+                ssl=self._tls.server_context,
+                ssl_handshake_timeout=self._connect_timeout,
+            )
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        except Exception as exc:
+            log.info("lan: TLS handshake with %s failed: %r", addr, exc)
+            client.close()
 
     def _chain(self, coro: Any) -> None:
         previous = self._disc_chain
