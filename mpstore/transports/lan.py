@@ -18,8 +18,8 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ProtocolError, TransportError, TransportUnavailable
@@ -80,7 +80,6 @@ class _Target:
     dialing: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     dead: bool = False
-    display: dict[str, Any] = field(default_factory=dict)
 
 
 class _Conn(asyncio.Protocol):
@@ -328,11 +327,6 @@ class LanTransport(Transport):
             raise TransportError("the LAN transport is not open")
         return self._address
 
-    @property
-    def found(self) -> list[Mapping[str, Any]]:
-        """Services of our type seen by discovery: name, id, display name, addresses, info."""
-        return [dict(t.display) for t in self._targets.values() if t.display]
-
     def open(self, loop: asyncio.AbstractEventLoop, listener: LinkListener, local: LocalNode) -> None:
         """Make the TLS identity and bind the listening socket (accepting starts later)."""
         if self._loop is not None:
@@ -403,6 +397,9 @@ class LanTransport(Transport):
         if conn is not None:
             log.info("lan: closing link to %s: %s", conn.address, reason)
             conn.close(reason)
+            # The link is over for both of us now, even if flushing to a dead peer takes the
+            # whole grace period: report it (after this call returns) and free the pair's slot.
+            self._loop.call_soon(self._detach, conn)
 
     def channel_binding(self, link: LinkId) -> bytes:
         """SHA-256 over both TLS certificates in a canonical order (same bytes on both ends)."""
@@ -568,13 +565,6 @@ class LanTransport(Transport):
             target = self._targets[key] = _Target(key, found.addresses, found.peer_id, static=False)
         target.addresses = found.addresses or target.addresses
         target.dead = False
-        target.display = {
-            "name": found.name,
-            "peer_id": found.peer_id,
-            "display_name": found.display_name,
-            "addresses": list(found.addresses),
-            "discovery_info": dict(found.discovery_info),
-        }
         if self._not_first(target):
             self._schedule(target, self._not_first(target))
         else:
@@ -700,7 +690,8 @@ class LanTransport(Transport):
             return
         assert conn.remote_id is not None
         old = self._by_peer.get(conn.remote_id)
-        if old is not None:
+        if old is not None:  # the decider dropped it already; the core hears of it first
+            self._detach(old, redial=False)
             old.close("superseded by a newer connection from the same peer")
         self._up(conn)
 
@@ -751,10 +742,16 @@ class LanTransport(Transport):
 
     def _on_lost(self, conn: _Conn) -> None:
         self._conns.discard(conn)
+        self._detach(conn)
+
+    def _detach(self, conn: _Conn, *, redial: bool = True) -> None:
+        """Report a link down once, free the pair's slot, and plan a redial if we dial it."""
         link = conn.link
         if link is None or self._links.get(link) is not conn:
             return
         self._report_down(link, conn, conn.reason)
+        if not redial:
+            return
         lived = time.monotonic() - conn.up_since
         for target in self._targets.values():
             if target.peer_id == conn.remote_id and conn.remote_id is not None:
