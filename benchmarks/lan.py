@@ -7,7 +7,8 @@
    design pays: JSON, TLS, TCP), sender and receiver on their own threads in both cases.
 2. Round-trip time of a small message (ping/pong), against the same plain TLS connection.
 3. With the replicated store (if available): median one-way latency of a store edit appearing on
-   the other peer, and replicated edits per second.
+   the other peer, and replicated edits per second; the same figures for pycrdt-websocket (a
+   server and two clients over wss on loopback) if it and `websockets` are installed.
 4. With --netns (root): in network namespaces, time from creating a peer to its first
    ``peer_added``, next to zeroconf's own register-to-found time for two plain services.
 """
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 import mpstore
 from mpstore.transports._lan._tls import TlsIdentity
@@ -312,13 +313,23 @@ def main() -> int:
     print(f"  RTT ratio mpstore / plain: {rtt / base_rtt:.2f}")
     base_rate = direct
     store = store_figures(args.edits)
+    try:
+        from benchmarks._pycrdt_ws import pycrdt_websocket_figures
+    except ImportError as exc:
+        ws = None
+        print(f"  (pycrdt-websocket comparison skipped: {exc})")
+    else:
+        ws = pycrdt_websocket_figures(200, args.edits)
+        print(
+            f"  pycrdt-websocket (server + 2 clients, wss on loopback): edit latency median "
+            f"{ws[0] * 1e3:.2f} ms, {ws[1]:,.0f} replicated edits/s"
+        )
     if store is not None:
         lat, edits = store
-        print(
-            f"  store edit one-way latency median {lat * 1e3:.2f} ms "
-            f"(plain TLS RTT/2: {base_rtt * 5e2:.2f} ms)"
-        )
-        print(f"  replicated store edits: {edits:,.0f}/s (vs plain TLS messages {base_rate:,.0f}/s)")
+        print(f"  mpstore store: edit latency median {lat * 1e3:.2f} ms, {edits:,.0f} replicated edits/s")
+        print(f"  (plain TLS RTT/2: {base_rtt * 5e2:.2f} ms; plain TLS messages: {base_rate:,.0f}/s)")
+        if ws is not None:
+            print(f"  mpstore / pycrdt-websocket: latency {lat / ws[0]:.2f}, edits/s {edits / ws[1]:.2f}")
     if args.netns:
         netns_figures(args.netns_rounds)
     return 0
