@@ -12,7 +12,7 @@ import pytest
 from . import sim
 from .helpers import LoopThread, Node
 
-ADAPTERS = ["pyobjc"]
+ADAPTERS = ["pyobjc", "objc_util"]
 _ADAPTER_MODULES = ("mpstore.transports.mc._pyobjc", "mpstore.transports.mc._objc_util")
 
 
