@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Hashable, Mapping, Protocol
+from typing import Protocol
 
 __all__ = ["LinkId", "LinkListener", "LocalNode", "Transport"]
 
