@@ -104,6 +104,8 @@ class MCTransport(Transport):
     name = "mc"
     #: Frames the framework carries well in both modes; the session fragments above it.
     max_frame_size = 16 * 1024
+    #: kMCSessionMaximumNumberOfPeers; the wrapper refuses a larger ``max_peers``.
+    max_peers = MAX_PEERS_PER_SESSION
 
     def __init__(
         self,
