@@ -64,11 +64,13 @@ def test_seed_expected_usage_over_mc(mc_platform: str, world: sim.World) -> None
         big = "x" * 200_000  # many 16 KiB frames
         ann.send(big, to_peer=bob_peer)
         cid.send("unreliable", reliable=False)
-        wait_until(lambda: bob.messages() == [{"hello": "all"}, big, "unreliable"]
-                   or bob.messages() == [{"hello": "all"}, big], timeout=10)
-        wait_until(lambda: cid.messages() == [{"hello": "all"}])
         ann_on_bob = next(p for p in bob.get_peers() if p.display_name == "Ann")
-        assert bob.messages(ann_on_bob)[:2] == [{"hello": "all"}, big]
+        cid_on_bob = next(p for p in bob.get_peers() if p.display_name == "Cid")
+        wait_until(lambda: bob.messages(ann_on_bob) == [{"hello": "all"}, big], timeout=10)
+        wait_until(lambda: cid.messages() == [{"hello": "all"}])
+        time.sleep(0.1)
+        assert bob.messages(cid_on_bob) in ([], ["unreliable"])  # unreliable: may drop
+        assert len(bob.messages()) in (2, 3)
 
         cid.end_all()  # 6. react to removal
         wait_until(lambda: ann.names("removed") == ["Cid"] and bob.names("removed") == ["Cid"])
