@@ -92,3 +92,20 @@ def nodes(loop: LoopThread, make_bridge: Callable[[], Any],
         assert n.rec.wrong_thread == [], n.rec.wrong_thread
     world.idle(1.0)
     assert world.unanswered() == []
+
+
+@pytest.fixture
+def objc_util_fake(monkeypatch: pytest.MonkeyPatch, world: sim.World) -> Iterator[Any]:
+    """Only the fake objc_util (Pythonista), for tests about that adapter."""
+    fake = _install(monkeypatch, "objc_util")
+    yield fake
+    gc.collect()
+    assert fake.callback_errors == []
+
+
+@pytest.fixture
+def pyobjc_fake(monkeypatch: pytest.MonkeyPatch, world: sim.World) -> Iterator[Any]:
+    """Only the fake pyobjc (macOS), for tests about that adapter."""
+    fake = _install(monkeypatch, "pyobjc")
+    yield fake
+    assert fake.callback_errors == []

@@ -14,26 +14,10 @@ from mpstore import TransportUnavailable
 from mpstore.transports import mc
 
 from . import sim
-from .conftest import _install
 from .helpers import LoopThread, Node
 
 _OU = "mpstore.transports.mc._objc_util"
 _PO = "mpstore.transports.mc._pyobjc"
-
-
-@pytest.fixture
-def objc_util_fake(monkeypatch: pytest.MonkeyPatch, world: sim.World) -> Any:
-    fake = _install(monkeypatch, "objc_util")
-    yield fake
-    gc.collect()
-    assert fake.callback_errors == []
-
-
-@pytest.fixture
-def pyobjc_fake(monkeypatch: pytest.MonkeyPatch, world: sim.World) -> Any:
-    fake = _install(monkeypatch, "pyobjc")
-    yield fake
-    assert fake.callback_errors == []
 
 
 def _connect_pair(loop: LoopThread, make: Any) -> tuple[Node, Node]:
