@@ -428,7 +428,12 @@ class FakeObjCUtil:
                 if "@?" in codes:
                     raise NotImplementedError("Unsupported type encoding (@?) without argtypes")
                 restype, argtypes = _CTYPES[codes[0]], [_CTYPES[c] for c in codes[1:]]
-            n = len(inspect.signature(method).parameters)
+            # objc_util counts arguments with inspect.getargspec, which refuses annotations.
+            spec = inspect.getfullargspec(method)
+            if spec.kwonlyargs or spec.annotations:
+                raise ValueError("Function has keyword-only parameters or annotations, use "
+                                 "inspect.signature() API which can support them")
+            n = len(spec.args)
             if n != len(argtypes):
                 raise ValueError(f"{method} has {n} arguments (expected {len(argtypes)})")
             cls.methods[selector] = (encoding, CFUNCTYPE(restype, *argtypes)(

@@ -48,8 +48,8 @@ def test_fake_objc_util_turns_an_undeclared_nsinteger_into_none(objc_util_fake: 
     # Why the encodings matter: without one, objc_util treats every argument as an object.
     seen: list[Any] = []
 
-    def session_peer_didChangeState_(_self: Any, _cmd: Any, s: Any, p: Any, state: Any) -> None:
-        seen.append(state)
+    def session_peer_didChangeState_(_self, _cmd, s, p, state):  # type: ignore[no-untyped-def]
+        seen.append(state)  # (objc_util refuses annotated methods)
 
     cls = objc_util_fake.create_objc_class("Naive", methods=[session_peer_didChangeState_])
     inst = objc_util_fake.classes[cls.name]

@@ -78,6 +78,8 @@ def _method(encoding: str, argtypes: list[Any]) -> Callable[[Callable[..., None]
         f.encoding = encoding
         f.restype = None
         f.argtypes = argtypes
+        # objc_util counts the arguments with inspect.getargspec, which refuses annotations.
+        f.__annotations__ = {}
         return f
 
     return deco
@@ -192,9 +194,16 @@ def _call_handler(block: int, accept: bool, session: int | None) -> None:
     literal.invoke(block, accept, session)
 
 
-def _owned(obj: Any) -> Any:
-    """Balance an ``alloc``: from here on the ObjCInstance wrapper holds the only reference."""
-    obj.release()
+def _make(class_name: str, init: str, *args: Any) -> Any:
+    """``[[Class alloc] init...]`` owned by the returned ObjCInstance alone.
+
+    The wrapper retains what it wraps and releases it when collected; releasing the ``alloc``
+    reference once leaves the wrapper as the only owner, so dropping it frees the object.
+    """
+    allocated = objc_util.ObjCClass(class_name).alloc()
+    obj = getattr(allocated, init)(*args)
+    if obj is allocated:  # init kept the object (true of these classes)
+        obj.release()
     return obj
 
 
@@ -229,20 +238,20 @@ class ObjCUtilBridge(Bridge):
         self._emit, self._name, self._type = emit, display_name, service_type
         self._me = self._new_peer_id()
         for key, cls in classes.items():
-            d = _owned(cls.alloc().init())
+            d = cls.alloc().init()
+            d.release()
             self._delegates[key] = d
             _routes[d.ptr] = weakref.ref(self)
 
     def _new_peer_id(self) -> Any:
-        return _owned(objc_util.ObjCClass("MCPeerID").alloc().initWithDisplayName_(self._name))
+        return _make("MCPeerID", "initWithDisplayName_", self._name)
 
     def renew_identity(self) -> None:
         self._me = self._new_peer_id()
 
     def new_session(self) -> int:
-        s = _owned(objc_util.ObjCClass("MCSession").alloc()
-                   .initWithPeer_securityIdentity_encryptionPreference_(
-                       self._me, None, ENCRYPTION_REQUIRED))
+        s = _make("MCSession", "initWithPeer_securityIdentity_encryptionPreference_",
+                  self._me, None, ENCRYPTION_REQUIRED)
         s.setDelegate_(self._delegates["session"])
         with self._lock:
             h = next(self._next_session)
@@ -252,9 +261,8 @@ class ObjCUtilBridge(Bridge):
 
     def advertise(self, info: Mapping[str, str]) -> None:
         self.stop_advertising()
-        adv = _owned(objc_util.ObjCClass("MCNearbyServiceAdvertiser").alloc()
-                     .initWithPeer_discoveryInfo_serviceType_(
-                         self._me, objc_util.ns(dict(info)), self._type))
+        adv = _make("MCNearbyServiceAdvertiser", "initWithPeer_discoveryInfo_serviceType_",
+                    self._me, objc_util.ns(dict(info)), self._type)
         adv.setDelegate_(self._delegates["advertiser"])
         self._advertiser = adv
         adv.startAdvertisingPeer()
@@ -267,8 +275,7 @@ class ObjCUtilBridge(Bridge):
 
     def browse(self) -> None:
         self.stop_browsing()
-        b = _owned(objc_util.ObjCClass("MCNearbyServiceBrowser").alloc()
-                   .initWithPeer_serviceType_(self._me, self._type))
+        b = _make("MCNearbyServiceBrowser", "initWithPeer_serviceType_", self._me, self._type)
         b.setDelegate_(self._delegates["browser"])
         self._browser = b
         b.startBrowsingForPeers()
