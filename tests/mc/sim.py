@@ -286,6 +286,7 @@ class InvitationHandler:
     def __init__(self, attempt: _Attempt) -> None:
         self._attempt = attempt
         self.called = False
+        self.undeliverable = False
         world().handlers.append(self)
 
     def __call__(self, accept: Any, session: Any) -> None:
@@ -499,6 +500,9 @@ class World:
             return
         delegate = obj.delegate()
         if delegate is None:
+            for arg in args:  # an invitation nobody can see is declined by the framework
+                if isinstance(arg, InvitationHandler):
+                    arg.undeliverable = True
             return
         required = selector in REQUIRED_SESSION_SELECTORS
         if not delegate.respondsToSelector_(selector):
@@ -673,4 +677,4 @@ class World:
     def unanswered(self) -> list[InvitationHandler]:
         """Invitation handlers nobody called."""
         with self.lock:
-            return [h for h in self.handlers if not h.called]
+            return [h for h in self.handlers if not h.called and not h.undeliverable]

@@ -270,8 +270,8 @@ class ObjCUtilBridge(Bridge):
     def stop_advertising(self) -> None:
         adv, self._advertiser = self._advertiser, None
         if adv is not None:
+            # The delegate stays: an invitation already on its way must still be answered.
             adv.stopAdvertisingPeer()
-            adv.setDelegate_(None)
 
     def browse(self) -> None:
         self.stop_browsing()
@@ -284,7 +284,6 @@ class ObjCUtilBridge(Bridge):
         b, self._browser = self._browser, None
         if b is not None:
             b.stopBrowsingForPeers()
-            b.setDelegate_(None)
 
     def invite(self, peer: int, session: int, context: bytes, timeout: float) -> None:
         p, s, b = self._peers.get(peer), self._sessions.get(session), self._browser

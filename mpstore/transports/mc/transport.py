@@ -159,6 +159,8 @@ class MCTransport(Transport):
         if self._closed:
             raise Closed("the MC transport is closed")
         assert self._local is not None
+        if self._discovering and self.failure is None:
+            return
         self.failure = None
         if self._started:
             # Rebuild on return, as the known remedies advise: others may still hold our old
