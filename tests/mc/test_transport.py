@@ -307,3 +307,41 @@ def test_delegate_calls_come_from_the_framework_thread(nodes: NodeMaker, world: 
     b.start()
     assert a.wait_links(1)
     assert world.delegate_calls > 0 and len(world.framework_thread_ids) == 1
+
+
+def test_ghost_link_closed_late_is_followed_by_the_new_identity(nodes: NodeMaker,
+                                                                world: sim.World) -> None:
+    lo, hi = ids(2)
+    a, b = nodes("Ann", node_id=lo), nodes("Bob", node_id=hi)
+    a.start()
+    b.start()
+    assert a.wait_links(1) and b.wait_links(1)
+    la = a.rec.live()[0]
+    world.background("Bob")
+    world.foreground("Bob")
+    assert b.rec.wait(lambda: len(b.rec.kinds("down")) == 1)
+    b.stop()
+    b.start()  # Bob is back under a new MCPeerID; Ann still holds the ghost link
+    time.sleep(0.2)
+    assert a.rec.live() == [la] and b.rec.live() == []
+    a.close_link(la, "peer timed out")  # Ann's heartbeats give up on the ghost
+    assert a.wait_links(1) and b.wait_links(1)
+    assert a.rec.live() != [la]
+
+
+def test_invitation_from_a_rebuilt_peer_replaces_the_ghost(nodes: NodeMaker,
+                                                           world: sim.World) -> None:
+    lo, hi = ids(2)
+    a, b = nodes("Ann", node_id=lo), nodes("Bob", node_id=hi)  # Ann invites
+    a.start()
+    b.start()
+    assert a.wait_links(1) and b.wait_links(1)
+    lb = b.rec.live()[0]
+    world.background("Ann")
+    world.foreground("Ann")
+    assert a.rec.wait(lambda: len(a.rec.kinds("down")) == 1)
+    a.stop()
+    a.start()  # Ann is back and invites Bob, who still holds a ghost link to her
+    assert b.rec.wait(lambda: ("down", lb, "replaced by a new connection") in b.rec.events)
+    assert a.wait_links(1) and b.wait_links(1)
+    assert b.rec.live() != [lb]
