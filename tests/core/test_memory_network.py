@@ -147,8 +147,8 @@ def test_accept_peer_refusal_keeps_the_peer_out_on_both_sides(nodes: Any) -> Non
     ann = nodes("Ann", refuse={"Eve"})
     bob = nodes("Bob")
     eve = nodes("Eve")
-    wait_until(connected(ann, bob))
-    wait_until(lambda: len(eve.get_peers()) == 1)
+    wait_until(lambda: {p.display_name for p in bob.get_peers()} == {"Ann", "Eve"})
+    wait_until(lambda: len(eve.get_peers()) == 1 and len(ann.get_peers()) == 1)
     time.sleep(0.3)
     assert [p.display_name for p in ann.get_peers()] == ["Bob"]
     assert [p.display_name for p in eve.get_peers()] == ["Bob"]
@@ -425,3 +425,36 @@ def test_frames_are_copies_nothing_shared_by_reference(nodes: Any) -> None:
 def test_repr_is_readable(nodes: Any) -> None:
     ann = nodes("Ann")
     assert "Ann" in repr(ann) and "memory" in repr(ann)
+
+
+def test_interpreter_exit_without_end_all_is_clean(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import mpstore, time\n"
+        "net = mpstore.MemoryNetwork()\n"
+        "a = mpstore.MultipeerConnectivity('Ann', 'chat', transport=net)\n"
+        "b = mpstore.MultipeerConnectivity('Bob', 'chat', transport=net)\n"
+        "a.wait_for_peers(1, timeout=5)\n"
+        "a.send('bye')\n"
+        "time.sleep(0.2)\n"
+        "print('leaving without end_all')\n"
+    )
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "leaving without end_all" in result.stdout
+    assert "Message from Ann - bye" in result.stdout  # the seed's default receive() prints
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - start < 20
