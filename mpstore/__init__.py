@@ -1,7 +1,17 @@
-"""mpstore: find peers nearby and share data with them, without a server."""
+"""mpstore: find peers nearby and share data with them, without a server.
+
+import mpstore
+
+class Chat(mpstore.MultipeerConnectivity):
+    def receive(self, message, from_peer):
+        print(from_peer.display_name, 'says', message)
+
+mc = Chat(display_name='Ann', service_type='chat')
+"""
 
 from __future__ import annotations
 
+from ._auth import new_secret
 from ._errors import (
     Closed,
     ConfigurationError,
@@ -21,10 +31,17 @@ from ._errors import (
     TransportError,
     TransportUnavailable,
 )
+from ._peer import PeerID
+from ._store import SharedDict, StoreChange, Subscription
+from ._values import MISSING
+from ._wrapper import MultipeerCommunications, MultipeerConnectivity
+from .transports.base import Transport
+from .transports.memory import MemoryNetwork
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MISSING",
     "Closed",
     "ConfigurationError",
     "CorruptUpdate",
@@ -32,15 +49,24 @@ __all__ = [
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
     "InvalidServiceType",
+    "MemoryNetwork",
     "MessageTooLarge",
     "MpstoreError",
+    "MultipeerCommunications",
+    "MultipeerConnectivity",
     "NotConnected",
+    "PeerID",
     "ProtocolError",
     "SendTimeout",
     "ServiceTypeNotDeclared",
+    "SharedDict",
+    "StoreChange",
     "StoreError",
+    "Subscription",
     "Timeout",
+    "Transport",
     "TransportError",
     "TransportUnavailable",
     "__version__",
+    "new_secret",
 ]

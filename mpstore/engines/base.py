@@ -12,7 +12,7 @@ named :data:`ROOT_MAP`.
 from __future__ import annotations
 
 import abc
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 __all__ = ["ROOT_MAP", "Engine", "EngineDoc"]
 

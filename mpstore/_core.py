@@ -1,0 +1,528 @@
+"""The node: everything the core thread owns (links, sessions, peers), driven by plain events.
+
+It implements the transport's LinkListener, runs one LinkSession per link, decides admissions,
+keeps the list of connected peers, and hands user callbacks to the dispatcher. Every method
+here runs on the core thread; the facade in ``_wrapper.py`` hops onto it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._peer import PeerID, make_peer
+from ._runtime import Runtime
+from ._session import (
+    Closed,
+    Hello,
+    HelloReceived,
+    LinkSession,
+    MessageReceived,
+    PeerOpened,
+    SessionConfig,
+)
+from ._wire import Kind
+from .transports.base import LinkId, LocalNode, Transport
+
+__all__ = ["Node", "NodeOptions", "Owner"]
+
+log = logging.getLogger("mpstore")
+
+
+class Owner(Protocol):
+    """The user-facing object whose callbacks the node invokes (on the dispatcher thread)."""
+
+    def peer_added(self, peer: PeerID) -> None: ...
+    def peer_removed(self, peer: PeerID) -> None: ...
+    def receive(self, message: Any, from_peer: PeerID) -> None: ...
+    def accept_peer(self, peer: PeerID) -> bool: ...
+
+
+class StoreHook(Protocol):
+    """What the node tells the replicated store (core thread only)."""
+
+    def peer_added(self, peer: PeerID) -> None: ...
+    def peer_removed(self, peer: PeerID) -> None: ...
+    def message(self, peer: PeerID, payload: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """Tunables of a node."""
+
+    session: SessionConfig
+    max_message_size: int
+    max_peers: int
+    key: bytes | None = None
+    max_auth_failures: int = 5
+    auth_failure_window: float = 60.0
+
+
+@dataclass
+class _Link:
+    session: LinkSession
+    address: str | None
+    peer: PeerID | None = None
+
+
+class Node:
+    """The core thread's state and logic for one MultipeerConnectivity object."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        transport: Transport,
+        local: LocalNode,
+        options: NodeOptions,
+        owner: weakref.ref[Any],
+    ) -> None:
+        self.runtime = runtime
+        self.transport = transport
+        self.local = local
+        self.options = options
+        self._owner = owner
+        self.my_peer = make_peer(local.peer_id, local.display_name, local.discovery_info)
+        self.looking = False
+        self.links: dict[LinkId, _Link] = {}
+        self.peers: dict[str, tuple[PeerID, LinkId]] = {}
+        self.known: dict[str, PeerID] = {}
+        self.store: StoreHook | None = None
+        self._decisions: dict[str, bool] = {}
+        self._auth_failures: dict[str, deque[float]] = {}
+        self._tick_handle: Any = None
+        self._closed = False
+        # Shared with user threads: replaced whole under the condition's lock.
+        self.changed = threading.Condition()
+        self.peers_snapshot: tuple[PeerID, ...] = ()
+        self.blocked: set[str] = set()
+
+    # -- life cycle (core thread) -------------------------------------------------------------------
+    def start(self, engine: str | None = None) -> None:
+        """Open the transport and start looking for peers."""
+        self.store = _make_store(self, engine)
+        self.transport.open(self.runtime.loop, self, self.local)
+        self._schedule_tick()
+        self.start_looking()
+
+    def start_looking(self) -> None:
+        """Advertise and browse; forget earlier admission decisions."""
+        if self._closed:
+            return
+        self._decisions.clear()
+        self.looking = True
+        self.transport.start_discovery()
+
+    def stop_looking(self) -> None:
+        """Stop advertising and browsing; links still in their handshake are refused."""
+        self.looking = False
+        self.transport.stop_discovery()
+        for link, entry in list(self.links.items()):
+            if entry.peer is None and not entry.session.is_open:
+                entry.session.refuse("not accepting new peers")
+                self._pump(link)
+
+    def disconnect(self) -> None:
+        """Say goodbye on every link and stop looking."""
+        self.looking = False
+        self.transport.stop_discovery()
+        for link in list(self.links):
+            entry = self.links.get(link)
+            if entry is not None:
+                entry.session.close("disconnected")
+                self._pump(link)
+
+    async def shutdown(self) -> None:
+        """Disconnect, close the store and the transport, stop the timer."""
+        if self._closed:
+            return
+        self.disconnect()
+        self._closed = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self.store is not None:
+            try:
+                self.store.close()
+            except Exception:
+                log.exception("closing the store failed")
+        try:
+            await self.transport.aclose()
+        except Exception:
+            log.exception("closing the %s transport failed", self.transport.name)
+        for link in list(self.links):
+            self.link_down(link, "ended")
+
+    # -- LinkListener (core thread) -------------------------------------------------------------
+    def link_up(self, link: LinkId, address: str | None) -> None:
+        """A transport opened a link: start a session on it."""
+        if self._closed:
+            self.transport.close_link(link, "ended")
+            return
+        if not self.looking:
+            self.transport.close_link(link, "not accepting new peers")
+            return
+        if self._rate_limited(address):
+            log.warning("refusing a link from %s: too many failed authentications", address)
+            self.transport.close_link(link, "too many failed authentications")
+            return
+        hello = Hello(
+            self.local.peer_id,
+            self.local.display_name,
+            self.local.discovery_info,
+            LinkSession.new_nonce(),
+        )
+        session = LinkSession(
+            hello,
+            self.options.session,
+            time.monotonic(),
+            key=self.options.key,
+            channel_binding=self.transport.channel_binding(link),
+        )
+        self.links[link] = _Link(session, address)
+        self._pump(link)
+
+    def link_frame(self, link: LinkId, frame: bytes) -> None:
+        """A frame arrived on a link."""
+        entry = self.links.get(link)
+        if entry is not None:
+            entry.session.receive_frame(frame, time.monotonic())
+            self._pump(link)
+
+    def link_down(self, link: LinkId, reason: str) -> None:
+        """The transport lost or closed a link."""
+        entry = self.links.get(link)
+        if entry is not None:
+            entry.session.link_lost(reason)
+            self._pump(link)
+
+    def link_writable(self, link: LinkId, writable: bool) -> None:
+        """Back-pressure from the transport: block or release reliable senders to that peer."""
+        entry = self.links.get(link)
+        if entry is None or entry.peer is None:
+            return
+        with self.changed:
+            if writable:
+                self.blocked.discard(entry.peer.id)
+            else:
+                self.blocked.add(entry.peer.id)
+            self.changed.notify_all()
+
+    # -- sending (core thread) --------------------------------------------------------------------
+    def send(self, kind: int, peer_ids: list[str], payload: bytes, reliable: bool) -> None:
+        """Send one message to each listed peer that is still connected."""
+        now = time.monotonic()
+        for peer_id in peer_ids:
+            found = self.peers.get(peer_id)
+            if found is None:
+                continue
+            entry = self.links.get(found[1])
+            if entry is not None:
+                entry.session.send(kind, payload, reliable, now)
+                self._flush(found[1], entry)
+
+    def send_to_peer(self, peer: PeerID, kind: int, payload: bytes) -> None:
+        """Send one reliable message to one connected peer (used by the store)."""
+        self.send(kind, [peer.id], payload, True)
+
+    def connected_peers(self) -> list[PeerID]:
+        """The connected peers, in join order."""
+        return [peer for peer, _ in self.peers.values()]
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _flush(self, link: LinkId, entry: _Link) -> None:
+        frames = entry.session.frames_to_send()
+        if frames:
+            send = self.transport.send
+            for frame, reliable in frames:
+                send(link, frame, reliable)
+            entry.session.note_sent(time.monotonic())
+
+    def _pump(self, link: LinkId) -> None:
+        """Send what the link's session queued and act on its events."""
+        entry = self.links.get(link)
+        if entry is None:
+            return
+        # Loop until quiet: handling one event may queue frames or produce further events.
+        while True:
+            self._flush(link, entry)
+            events = entry.session.events()
+            if not events:
+                return
+            for event in events:
+                if isinstance(event, MessageReceived):
+                    self._on_message(entry, event)
+                elif isinstance(event, HelloReceived):
+                    self._on_hello(link, entry, event.hello)
+                elif isinstance(event, PeerOpened):
+                    self._on_open(link, entry, event.hello)
+                elif isinstance(event, Closed):
+                    self._on_closed(link, entry, event)
+
+    def _on_hello(self, link: LinkId, entry: _Link, hello: Hello) -> None:
+        reason = self._admission_problem(link, hello)
+        if reason is not None:
+            log.info("refusing %s (%s): %s", hello.display_name, hello.peer_id[:8], reason)
+            entry.session.refuse(reason)
+            return
+        decided = self._decisions.get(hello.peer_id)
+        if decided is not None:
+            self._decide(link, hello.peer_id, decided)
+            return
+        peer = self._peer_for(hello)
+        self.runtime.dispatch(_ask_accept, self._owner, self.runtime, self, link, peer)
+
+    def _admission_problem(self, link: LinkId, hello: Hello) -> str | None:
+        if hello.peer_id == self.local.peer_id:
+            return "a link to ourselves"
+        if not self.looking:
+            return "not accepting new peers"
+        if hello.peer_id in self.peers:
+            return "already connected on another link"
+        for other, entry in self.links.items():
+            remote = entry.session.remote_hello
+            if other != link and remote is not None and remote.peer_id == hello.peer_id:
+                return "already connecting on another link"
+        pending = sum(
+            1
+            for other, entry in self.links.items()
+            if other != link and entry.peer is None and entry.session.accepted_locally
+        )
+        if len(self.peers) + pending + 1 >= self.options.max_peers:
+            return f"the session is full ({self.options.max_peers} peers including us)"
+        return None
+
+    def decide(self, link: LinkId, peer_id: str, accepted: bool) -> None:
+        """The user's accept_peer answered (posted from the dispatcher)."""
+        self._decisions[peer_id] = accepted
+        self._decide(link, peer_id, accepted)
+        self._pump(link)
+
+    def _decide(self, link: LinkId, peer_id: str, accepted: bool) -> None:
+        entry = self.links.get(link)
+        remote = entry.session.remote_hello if entry is not None else None
+        if entry is None or remote is None or remote.peer_id != peer_id:
+            return
+        if not accepted:
+            entry.session.refuse("refused by accept_peer")
+        else:
+            problem = self._admission_problem(link, remote)
+            if problem is not None:
+                entry.session.refuse(problem)
+            else:
+                entry.session.accept()
+
+    def _peer_for(self, hello: Hello) -> PeerID:
+        known = self.known.get(hello.peer_id)
+        if (
+            known is not None
+            and known.display_name == hello.display_name
+            and dict(known.discovery_info) == dict(hello.discovery_info)
+        ):
+            return known
+        peer = make_peer(hello.peer_id, hello.display_name, hello.discovery_info)
+        self.known[hello.peer_id] = peer
+        return peer
+
+    def _on_open(self, link: LinkId, entry: _Link, hello: Hello) -> None:
+        if hello.peer_id in self.peers:
+            entry.session.close("already connected on another link")
+            return
+        peer = self._peer_for(hello)
+        entry.peer = peer
+        self.peers[peer.id] = (peer, link)
+        self._publish()
+        log.info("peer added: %r via %s", peer, entry.address)
+        self.runtime.dispatch(_call_owner, self._owner, "peer_added", peer)
+        if self.store is not None:
+            try:
+                self.store.peer_added(peer)
+            except Exception:
+                log.exception("the store failed on peer_added")
+
+    def _rate_limited(self, address: str | None) -> bool:
+        if address is None:
+            return False
+        failures = self._auth_failures.get(_host_of(address))
+        if not failures:
+            return False
+        horizon = time.monotonic() - self.options.auth_failure_window
+        while failures and failures[0] < horizon:
+            failures.popleft()
+        return len(failures) >= self.options.max_auth_failures
+
+    def _on_closed(self, link: LinkId, entry: _Link, event: Closed) -> None:
+        self.links.pop(link, None)
+        if event.auth_failed and entry.address is not None:
+            log.warning("authentication with %s failed: %s", entry.address, event.reason)
+            host = _host_of(entry.address)
+            failures = self._auth_failures.setdefault(host, deque(maxlen=64))
+            failures.append(time.monotonic())
+        self.transport.close_link(link, event.reason)
+        peer = entry.peer
+        if peer is None or self.peers.get(peer.id, (None, None))[1] != link:
+            log.debug("link closed before it opened: %s", event.reason)
+            return
+        del self.peers[peer.id]
+        with self.changed:
+            self.blocked.discard(peer.id)
+        self._publish()
+        log.info("peer removed: %r (%s)", peer, event.reason)
+        if self.store is not None:
+            try:
+                self.store.peer_removed(peer)
+            except Exception:
+                log.exception("the store failed on peer_removed")
+        self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
+
+    def _on_message(self, entry: _Link, event: MessageReceived) -> None:
+        peer = entry.peer
+        if peer is None:
+            return
+        if event.kind == Kind.APP:
+            if len(event.payload) > self.options.max_message_size:
+                log.warning(
+                    "dropping a %d-byte message from %r: over max_message_size",
+                    len(event.payload),
+                    peer,
+                )
+                return
+            self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload)
+        elif event.kind == Kind.STORE and self.store is not None:
+            try:
+                self.store.message(peer, event.payload)
+            except Exception:
+                log.exception("the store failed on a message from %r", peer)
+
+    def _publish(self) -> None:
+        with self.changed:
+            self.peers_snapshot = tuple(peer for peer, _ in self.peers.values())
+            self.changed.notify_all()
+
+    def _schedule_tick(self) -> None:
+        interval = max(0.01, min(0.25, self.options.session.peer_timeout / 10))
+        self._tick_handle = self.runtime.loop.call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        if self._closed:
+            return
+        now = time.monotonic()
+        for link in list(self.links):
+            entry = self.links.get(link)
+            if entry is not None:
+                entry.session.handle_timer(now)
+                self._pump(link)
+        self._schedule_tick()
+
+
+def _host_of(address: str) -> str:
+    """The host part of 'host:port', '[v6]:port' or an opaque address (for rate limits)."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    if address.count(":") == 1:
+        return address.split(":", 1)[0]
+    return address
+
+
+def _make_store(node: Node, engine: str | None) -> StoreHook | None:
+    try:
+        from ._store import StoreManager  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the store module is optional until it lands
+        return None
+    manager: StoreHook = StoreManager(StoreHost(node), engine=engine)
+    return manager
+
+
+# Dispatcher-thread helpers: they hold the owner only weakly, so that an abandoned
+# MultipeerConnectivity object can be garbage-collected (and then shut down by its finalizer).
+
+
+def _call_owner(owner_ref: weakref.ref[Any], method: str, *args: Any) -> None:
+    owner = owner_ref()
+    if owner is not None:
+        getattr(owner, method)(*args)
+
+
+def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes) -> None:
+    owner = owner_ref()
+    if owner is None:
+        return
+    try:
+        message = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        log.warning("dropping a message from %r that is not UTF-8 JSON", peer)
+        return
+    owner.receive(message, peer)
+
+
+def _ask_accept(
+    owner_ref: weakref.ref[Any], runtime: Runtime, node: Node, link: LinkId, peer: PeerID
+) -> None:
+    owner = owner_ref()
+    accepted = False
+    if owner is not None:
+        try:
+            accepted = bool(owner.accept_peer(peer))
+        except Exception:
+            log.exception("accept_peer raised; refusing %r", peer)
+    if not runtime.closed:
+        try:
+            runtime.post(node.decide, link, peer.id, accepted)
+        except Exception:
+            pass
+
+
+Callback = Callable[..., None]
+
+
+class StoreHost:
+    """The core's side of the store seam (see ``mpstore/_store.py``)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.runtime = node.runtime
+
+    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run ``fn`` on the core thread and return its result."""
+        return self.runtime.call(fn, timeout=timeout)
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the core thread soon."""
+        self.runtime.post(fn)
+
+    def dispatch(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the dispatcher thread, after what is already queued."""
+        self.runtime.dispatch(fn)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the core thread after ``delay`` seconds (core thread)."""
+        self.runtime.loop.call_later(delay, fn)
+
+    @property
+    def local_id(self) -> str:
+        """This node's own peer id."""
+        return self._node.my_peer.id
+
+    def send_sync(self, peer: PeerID, payload: bytes) -> None:
+        """Send one store message reliably to a connected peer (core thread)."""
+        self._node.send_to_peer(peer, Kind.STORE, payload)
+
+    def connected_peers(self) -> list[PeerID]:
+        """The connected peers, in join order (core thread)."""
+        return self._node.connected_peers()
+
+    def peer_by_id(self, peer_id: str) -> PeerID | None:
+        """Any peer seen so far, by id (core thread)."""
+        return self._node.known.get(peer_id)
+
+    def store_changed(self, store: Any, change: Any) -> None:
+        """Invoke the owner's store_changed (dispatcher thread)."""
+        owner = self._node._owner()
+        if owner is not None:
+            owner.store_changed(store, change)

@@ -1,0 +1,153 @@
+"""The only threads mpstore starts: one core thread running an asyncio loop, one dispatcher.
+
+The core thread owns all protocol state; other threads hop onto it with :meth:`Runtime.call`
+(wait for a result) or :meth:`Runtime.post` (fire and forget). User callbacks run one at a time,
+in order, on the dispatcher thread, never on the core thread and never under an internal lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from ._errors import Closed, Timeout
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("mpstore.runtime")
+T = TypeVar("T")
+
+_STOP = object()
+
+
+class Runtime:
+    """A core loop thread and a callback dispatcher thread, started together."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self._closed = False
+        self._ready = threading.Event()
+        self._callbacks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._core = threading.Thread(target=self._run_core, name=f"mpstore-core-{name}", daemon=True)
+        self._dispatcher = threading.Thread(
+            target=self._run_dispatcher, name=f"mpstore-dispatch-{name}", daemon=True
+        )
+        self._core.start()
+        self._dispatcher.start()
+        self._ready.wait()
+
+    # -- threads ------------------------------------------------------------------------------
+    def _run_core(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    def _run_dispatcher(self) -> None:
+        while True:
+            item = self._callbacks.get()
+            if item is _STOP:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:
+                log.exception("error in an mpstore callback (%s)", getattr(fn, "__name__", fn))
+
+    # -- hops -----------------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once stop() began."""
+        return self._closed
+
+    def on_core_thread(self) -> bool:
+        """True when called from the core thread."""
+        return threading.current_thread() is self._core
+
+    def on_dispatcher_thread(self) -> bool:
+        """True when called from the dispatcher thread (inside a user callback)."""
+        return threading.current_thread() is self._dispatcher
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the core thread soon; raise Closed after stop()."""
+        if self._closed:
+            raise Closed("this object was ended with end_all()")
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            raise Closed("this object was ended with end_all()") from None
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """Run ``fn(*args)`` on the core thread and return its result (inline if already there)."""
+        if self.on_core_thread():
+            return fn(*args)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self.post(run)
+        return self._wait(future, timeout)
+
+    def call_async(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the core loop and wait for its result."""
+        if self._closed:
+            coro.close()
+            raise Closed("this object was ended with end_all()")
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:
+            coro.close()
+            raise Closed("this object was ended with end_all()") from None
+        return self._wait(future, timeout)
+
+    def _wait(self, future: concurrent.futures.Future[T], timeout: float | None) -> T:
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Timeout(f"the core thread did not answer within {timeout} s") from None
+        except concurrent.futures.CancelledError:
+            raise Closed("this object was ended with end_all()") from None
+
+    def dispatch(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` for the dispatcher thread (after everything queued before)."""
+        self._callbacks.put((fn, args))
+
+    # -- shutdown -------------------------------------------------------------------------------
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop both threads: pending callbacks run first. Idempotent; safe from any thread."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            except RuntimeError:
+                pass
+            self._callbacks.put(_STOP)
+        current = threading.current_thread()
+        for thread in (self._core, self._dispatcher):
+            if thread is not current and thread.is_alive():
+                thread.join(timeout)
+                if thread.is_alive():
+                    log.warning("%s did not stop within %s s", thread.name, timeout)

@@ -1,0 +1,315 @@
+"""MultipeerConnectivity: the original Pythonista wrapper's API, on mpstore's core."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from ._auth import derive_key
+from ._core import Node, NodeOptions
+from ._errors import (
+    Closed,
+    ConfigurationError,
+    MessageTooLarge,
+    NotConnected,
+    SendTimeout,
+    Timeout,
+)
+from ._peer import (
+    PeerID,
+    new_peer_id,
+    validate_discovery_info,
+    validate_display_name,
+    validate_service_type,
+)
+from ._runtime import Runtime
+from ._session import SessionConfig
+from ._wire import Kind
+from .transports._factory import make_transport
+from .transports.base import LocalNode, Transport
+
+__all__ = ["MultipeerCommunications", "MultipeerConnectivity"]
+
+log = logging.getLogger("mpstore")
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+
+class MultipeerConnectivity:
+    """Find peers nearby and exchange JSON messages with them; subclass to handle events.
+
+    A new object starts advertising and browsing at once and admits every peer that
+    :meth:`accept_peer` accepts (on both sides). Callbacks run one at a time on one
+    dispatcher thread; for each peer ``peer_added`` comes before any ``receive`` from it and
+    ``peer_removed`` after the last.
+    """
+
+    def __init__(
+        self,
+        display_name: str = "Peer",
+        service_type: str = "dev-srv",
+        *,
+        discovery_info: dict[str, str] | None = None,
+        transport: Any = "auto",
+        peer_timeout: float = 5.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_peers: int = 8,
+        send_timeout: float = 10.0,
+        engine: str | None = None,
+        secret: str | bytes | None = None,
+        handshake_timeout: float = 5.0,
+        max_message_rate: float | None = 5000.0,
+    ) -> None:
+        self._closed = True  # until fully started, so a failed __init__ leaves nothing behind
+        validate_display_name(display_name)
+        validate_service_type(service_type)
+        info = validate_discovery_info(discovery_info)
+        if not peer_timeout > 0:
+            raise ValueError("peer_timeout must be > 0 seconds")
+        if not isinstance(max_message_size, int) or max_message_size < 1:
+            raise ValueError("max_message_size must be a positive number of bytes")
+        if not isinstance(max_peers, int) or max_peers < 2:
+            raise ValueError("max_peers must be at least 2 (ourselves and one peer)")
+        key = None if secret is None else derive_key(_secret_bytes(secret), service_type)
+        self._service_type = service_type
+        self._max_message_size = max_message_size
+        self._send_timeout = send_timeout
+        self._engine_name = engine
+        self._transport: Transport = make_transport(transport)
+        limit = self._transport.max_peers
+        if limit is not None and max_peers > limit:
+            raise ConfigurationError(
+                f"max_peers={max_peers}, but the {self._transport.name} transport connects at "
+                f"most {limit} devices (this one included)"
+            )
+        self._max_peers = max_peers
+        local = LocalNode(new_peer_id(), display_name, service_type, info)
+        config = SessionConfig(
+            peer_timeout=float(peer_timeout),
+            max_frame_size=self._transport.max_frame_size,
+            max_receive_size=max(max_message_size, 64 * 1024 * 1024) + 1024,
+            handshake_timeout=float(handshake_timeout),
+            max_message_rate=max_message_rate,
+        )
+        options = NodeOptions(config, max_message_size, max_peers, key)
+        self._runtime = Runtime(f"{display_name[:16]}-{local.peer_id[:6]}")
+        self._node = Node(self._runtime, self._transport, local, options, weakref.ref(self))
+        try:
+            self._runtime.call(self._node.start, engine, timeout=30)
+        except BaseException:
+            _shutdown(self._runtime, self._node)
+            raise
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _shutdown, self._runtime, self._node)
+
+    # -- callbacks to override --------------------------------------------------------------------
+    def peer_added(self, peer: PeerID) -> None:
+        """Called when a peer connects; override in a subclass."""
+        print("Added peer", peer.display_name)
+
+    def peer_removed(self, peer: PeerID) -> None:
+        """Called when a peer disconnects or is lost; override in a subclass."""
+        print("Removed peer", peer.display_name)
+
+    def receive(self, message: Any, from_peer: PeerID) -> None:
+        """Called with each message from a peer; override in a subclass."""
+        print("Message from", from_peer.display_name, "-", message)
+
+    def accept_peer(self, peer: PeerID) -> bool:
+        """Return False to keep ``peer`` out (both sides ask; a refused peer is never added)."""
+        return True
+
+    def store_changed(self, store: Any, change: Any) -> None:
+        """Called after any shared_dict of this object changed; override in a subclass."""
+
+    # -- the replicated store ---------------------------------------------------------------------
+    def shared_dict(self, name: str) -> Any:
+        """The replicated dictionary called ``name`` (the same object for the same name)."""
+        self._check_open()
+        store = self._node.store
+        if store is None:
+            from ._errors import EngineUnavailable
+
+            raise EngineUnavailable("the replicated store is not available in this build")
+        return store.shared_dict(name)  # type: ignore[attr-defined]
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def my_peer(self) -> PeerID:
+        """This node's own PeerID."""
+        return self._node.my_peer
+
+    @property
+    def service_type(self) -> str:
+        """The service type peers must share."""
+        return self._service_type
+
+    @property
+    def transport(self) -> Transport:
+        """The transport in use (a MemoryTransport, LanTransport, ...)."""
+        return self._transport
+
+    # -- peers ---------------------------------------------------------------------------------------
+    def get_peers(self) -> list[PeerID]:
+        """The peers connected now, in the order they joined."""
+        self._check_open()
+        return list(self._node.peers_snapshot)
+
+    def wait_for_peers(self, count: int = 1, timeout: float | None = None) -> list[PeerID]:
+        """Block until at least ``count`` peers are connected; return them.
+
+        Raises mpstore.Timeout (a TimeoutError) if ``timeout`` seconds pass first, ValueError
+        if ``count`` is more than ``max_peers`` allows, and the transport's own failure (such as
+        mpstore.ServiceTypeNotDeclared) if it has one.
+        """
+        self._check_open()
+        if count > self._max_peers - 1:
+            raise ValueError(
+                f"wait_for_peers(count={count}) can never succeed: at most {self._max_peers - 1} "
+                f"peers can connect (max_peers={self._max_peers}, this device included)"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        node = self._node
+        with node.changed:
+            while len(node.peers_snapshot) < count:
+                if self._closed:
+                    raise Closed("this object was ended with end_all()")
+                if self._transport.failure is not None:
+                    raise self._transport.failure
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Timeout(
+                        f"{len(node.peers_snapshot)} of {count} peer(s) connected after {timeout} s"
+                    )
+                node.changed.wait(0.5 if remaining is None else min(remaining, 0.5))
+            return list(node.peers_snapshot)
+
+    def start_looking_for_peers(self) -> None:
+        """Advertise and browse again, admitting new peers."""
+        self._check_open()
+        self._runtime.call(self._node.start_looking)
+
+    def stop_looking_for_peers(self) -> None:
+        """Stop advertising and browsing: connected peers stay, no new peer can join."""
+        self._check_open()
+        self._runtime.call(self._node.stop_looking)
+
+    # -- messages ---------------------------------------------------------------------------------
+    def send(self, message: Any, to_peer: Any = None, reliable: bool = True) -> None:
+        """Send a JSON-serialisable message to all peers (None), one PeerID, or a list of them."""
+        self._check_open()
+        try:
+            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise TypeError(f"message is not JSON-serialisable: {exc}") from None
+        payload = text.encode("utf-8", "surrogatepass")
+        if len(payload) > self._max_message_size:
+            raise MessageTooLarge(
+                f"message is {len(payload)} bytes as JSON; max_message_size is {self._max_message_size}"
+            )
+        connected = self._node.peers_snapshot
+        targets = self._targets(to_peer, connected)
+        if not targets:
+            return
+        if reliable:
+            self._wait_writable(targets)
+        elif self._node.blocked:
+            targets = [peer for peer in targets if peer.id not in self._node.blocked]
+        self._runtime.post(self._node.send, Kind.APP, [peer.id for peer in targets], payload, reliable)
+
+    def _targets(self, to_peer: Any, connected: tuple[PeerID, ...]) -> list[PeerID]:
+        if to_peer is None:
+            return list(connected)
+        if isinstance(to_peer, PeerID):
+            wanted = [to_peer]
+        elif isinstance(to_peer, Iterable) and not isinstance(to_peer, (str, bytes, dict)):
+            wanted = list(to_peer)
+            for item in wanted:
+                if not isinstance(item, PeerID):
+                    raise TypeError(f"to_peer must hold PeerID objects, not {type(item).__name__}")
+        else:
+            raise TypeError(
+                f"to_peer must be None, a PeerID or a list of PeerIDs, not {type(to_peer).__name__}"
+            )
+        missing = [peer for peer in wanted if peer not in connected]
+        if missing:
+            names = ", ".join(repr(peer) for peer in missing)
+            raise NotConnected(f"not connected to {names}; nothing was sent", missing[0])
+        return list(dict.fromkeys(wanted))
+
+    def _wait_writable(self, targets: list[PeerID]) -> None:
+        node = self._node
+        if not node.blocked:
+            return
+        deadline = time.monotonic() + self._send_timeout
+        with node.changed:
+            while any(peer.id in node.blocked for peer in targets):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    slow = [peer for peer in targets if peer.id in node.blocked]
+                    raise SendTimeout(
+                        f"{slow[0]!r} has not drained its send buffer for "
+                        f"{self._send_timeout} s; nothing was sent"
+                    )
+                node.changed.wait(remaining)
+
+    # -- leaving ------------------------------------------------------------------------------------
+    def disconnect(self) -> None:
+        """Leave the session: every peer is removed on both sides and looking stops."""
+        self._check_open()
+        self._runtime.call(self._node.disconnect)
+
+    def end_all(self) -> None:
+        """Disconnect and release everything; idempotent. Any later call raises mpstore.Closed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        _shutdown(self._runtime, self._node)
+
+    def __enter__(self) -> MultipeerConnectivity:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end_all()
+
+    def __repr__(self) -> str:
+        state = "ended" if self._closed else f"{len(self._node.peers_snapshot)} peers"
+        return (
+            f"<{type(self).__name__} {self.my_peer.display_name!r} "
+            f"service={self._service_type!r} via {self._transport.name}, {state}>"
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Closed("this object was ended with end_all(); make a new one")
+
+
+def _secret_bytes(secret: object) -> str | bytes:
+    if isinstance(secret, bytearray):
+        return bytes(secret)
+    if not isinstance(secret, (str, bytes)):
+        raise TypeError(f"secret must be a str passphrase or bytes, not {type(secret).__name__}")
+    if not secret:
+        raise ValueError("secret must not be empty")
+    return secret
+
+
+def _shutdown(runtime: Runtime, node: Node) -> None:
+    """Stop a node and its threads (end_all, garbage collection and interpreter exit)."""
+    if not runtime.closed:
+        try:
+            runtime.call_async(node.shutdown(), timeout=10)
+        except Exception:
+            log.exception("shutting down did not finish cleanly")
+        with node.changed:
+            node.changed.notify_all()
+    runtime.stop()
+
+
+#: The name the original wrapper's README uses for the same class.
+MultipeerCommunications = MultipeerConnectivity

@@ -1,0 +1,1 @@
+"""Private pieces of the LAN transport: framing and handshake (sans-IO), TLS, discovery."""
