@@ -220,9 +220,7 @@ class PythonDoc(EngineDoc):
 
     def state_vector(self) -> bytes:
         """The encoded state vector (integrated structs only, not pending ones)."""
-        return encode_state_vector(
-            {c: s[-1].clock + s[-1].length for c, s in self._clients.items() if s}
-        )
+        return encode_state_vector({c: s[-1].clock + s[-1].length for c, s in self._clients.items() if s})
 
     def encode_diff(self, state_vector: bytes) -> bytes:
         """A v1 update with all this document has beyond ``state_vector`` (plus pending data)."""
@@ -308,9 +306,7 @@ class PythonDoc(EngineDoc):
             missing = {}
             rest = self._integrate_structs(txn, pending, missing)
             self._pending = {
-                c: kept
-                for c, lst in rest.items()
-                if (kept := [s for s in lst if type(s) is not Skip])
+                c: kept for c, lst in rest.items() if (kept := [s for s in lst if type(s) is not Skip])
             }
             self._pending_missing = missing if self._pending else {}
 
