@@ -81,6 +81,7 @@ MAX_STORE_NAME_BYTES: Final = 255
 MAX_PEER_ID_BYTES: Final = 128
 MAX_NEIGHBOURS: Final = 4096
 SEEN_IDS: Final = 65536
+MAX_HELD: Final = 4096
 
 
 class MalformedMessage(ValueError):
@@ -565,7 +566,11 @@ class DocSync:
     def _send_update(self, peer: str, name: str, payload: bytes) -> None:
         held = self._held.get(peer)
         if held is not None and name in held:
-            held[name].append(payload)
+            waiting = held[name]
+            waiting.append(payload)
+            if len(waiting) > MAX_HELD:
+                # The step 2 still to come carries everything we integrated; keep memory bounded.
+                waiting.clear()
         else:
             self._send(peer, payload)
 
