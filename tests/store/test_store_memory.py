@@ -282,3 +282,32 @@ def test_memory_network_schedules_converge(n: int, schedule: list[tuple[Any, ...
         svs = [_sv(d) for d in alive]
         assert all(sv == svs[0] for sv in svs)
         model.check(final, svs[0])
+
+
+def test_threads_share_one_device_over_the_real_core() -> None:
+    with devices() as make:
+        a, b = make("A"), make("B")
+        a.wait_for_peers(1, timeout=5)
+        s = a.shared_dict("s")
+        errors: list[BaseException] = []
+
+        def writer(t: int) -> None:
+            try:
+                for i in range(200):
+                    s[f"t{t}-{i}"] = i
+                    assert s[f"t{t}-{i}"] == i
+                    if i % 20 == 0:
+                        with s.batch():
+                            s[f"t{t}-{i}"] = -i
+                            s.pop(f"t{t}-{i - 1}", None)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        final = wait_equal([a, b])
+        assert len(final) == 4 * (200 - 9)
