@@ -95,7 +95,10 @@ class StoreChange:
     """What one transaction changed in a store.
 
     ``changes`` maps each changed key to ``(old, new)``, with :data:`mpstore.MISSING` for an
-    absent side; ``from_peer`` is the PeerID the edit came from, or None for a local edit.
+    absent side; ``from_peer`` is the PeerID whose edit it was (for a relayed edit its author;
+    for changes merged from a sync diff, the peer that sent the diff), or None for a local edit.
+    ``store`` is the store's name. The values are fresh copies shared by all observers of this
+    change.
     """
 
     store: str
