@@ -140,7 +140,11 @@ def test_partial_mesh_converges_through_the_middle_peer() -> None:
         c.shared_dict("s")["from_c"] = 3
         final = wait_equal([a, b, c])
         assert final == {"from_a": 1, "from_c": 3}
-        got = [ch for name, ch in c.changes if "from_a" in ch.changes]
+        deadline = time.monotonic() + 5  # callbacks run on the dispatcher thread, a bit later
+        while not [ch for _, ch in c.changes if "from_a" in ch.changes]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        got = [ch for _, ch in c.changes if "from_a" in ch.changes]
         assert got[0].from_peer == a.my_peer  # a relayed edit names its author
 
 
