@@ -315,3 +315,21 @@ def test_threads_share_one_device_over_the_real_core() -> None:
         assert not errors
         final = wait_equal([a, b])
         assert len(final) == 4 * (200 - 9)
+
+
+def test_one_edit_is_n_minus_1_store_messages_over_the_real_core() -> None:
+    with devices() as make:
+        devs = [make(f"P{i}") for i in range(4)]
+        for d in devs:
+            d.wait_for_peers(3, timeout=5)
+        for d in devs:
+            d.shared_dict("s")["hello"] = d.my_peer.display_name
+        wait_equal(devs)
+
+        def sent() -> int:
+            return sum(d._node.store.docsync.stats.sent for d in devs)  # type: ignore[union-attr]
+
+        before = sent()
+        devs[0].shared_dict("s")["x"] = 1
+        wait_equal(devs)
+        assert sent() - before == 3
