@@ -3,6 +3,7 @@ and hostile input."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -21,8 +22,8 @@ from mpstore._docsync import (
     encode_update,
     write_varuint,
 )
-from mpstore._errors import CorruptUpdate
-from mpstore.engines import load_engine
+from mpstore._errors import CorruptUpdate, EngineUnavailable
+from mpstore.engines import ENGINE_NAMES, load_engine
 
 
 def contents(nodes: list[Node], name: str = "s") -> list[dict[str, Any]]:
@@ -414,6 +415,10 @@ def _valid_messages() -> list[bytes]:
 
 
 VALID = _valid_messages()
+ENGINES = []
+for _name in ENGINE_NAMES:
+    with contextlib.suppress(EngineUnavailable):
+        ENGINES.append(load_engine(_name))
 
 
 @settings(max_examples=int(os.environ.get("STORE_FUZZ_EXAMPLES", "300")), deadline=None)
@@ -429,7 +434,11 @@ VALID = _valid_messages()
 def test_any_bytes_from_a_peer_never_raise_nor_corrupt(payload: bytes) -> None:
     from mpstore._docsync import DocSync
 
-    sync = DocSync("me", load_engine("pycrdt").new_doc)
+    for engine in ENGINES:
+        _fuzz_once(DocSync("me", engine.new_doc), payload)
+
+
+def _fuzz_once(sync: Any, payload: bytes) -> None:
     sync.peer_added("peer")
     sync.transact("s", {"mine": '"kept"'}, [])
     sync.receive("peer", payload)  # must not raise
