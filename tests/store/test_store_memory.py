@@ -136,6 +136,8 @@ def test_partial_mesh_converges_through_the_middle_peer() -> None:
         b.wait_for_peers(2, timeout=5)
         time.sleep(0.2)
         assert [p.display_name for p in a.get_peers()] == ["B"]
+        for d in (a, b, c):
+            d.shared_dict("s")  # opened before the edits, so C sees them as changes
         a.shared_dict("s")["from_a"] = 1
         c.shared_dict("s")["from_c"] = 3
         final = wait_equal([a, b, c])
