@@ -95,8 +95,9 @@ class StoreChange:
     """What one transaction changed in a store.
 
     ``changes`` maps each changed key to ``(old, new)``, with :data:`mpstore.MISSING` for an
-    absent side; ``from_peer`` is the PeerID whose edit it was (for a relayed edit its author;
-    for changes merged from a sync diff, the peer that sent the diff), or None for a local edit.
+    absent side; ``from_peer`` is the PeerID whose edit it was, or None for a local edit. A
+    relayed edit names its author if this peer has ever seen the author, else the neighbour that
+    relayed it; changes merged from a sync diff name the peer that sent the diff.
     ``store`` is the store's name. The values are fresh copies shared by all observers of this
     change.
     """
