@@ -68,7 +68,8 @@ class _Sink(mpstore.MultipeerConnectivity):
 
 
 def _pair(expect: int) -> tuple[_Sink, _Sink]:
-    a = _Sink("A", "bench", transport=_lan(), expect=expect)
+    # max_message_rate=None: the default limit (5000/s per peer) would cut a fast sender off.
+    a = _Sink("A", "bench", transport=_lan(), expect=expect, max_message_rate=None)
     b = _Sink(
         "B", "bench", transport=LanTransport(host="127.0.0.1", discovery=False, peers=[a.transport.address])
     )  # type: ignore[attr-defined]
