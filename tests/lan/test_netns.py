@@ -72,6 +72,13 @@ def test_ipv4_and_ipv6_discovery_links_three_peers(
     wait_for(lambda: ("p0", "dual stack") in _inbox(lan, 2), 5, what="message")
 
 
+def test_chosen_interfaces_by_name_and_by_address(netns_lan: Callable[[int], NetnsLan]) -> None:
+    lan = netns_lan(2)
+    lan.spawn(0, "p0", "--interface", "eth0")
+    lan.spawn(1, "p1", "--interface", lan.address(1))
+    _mesh(lan, 2, timeout=20)
+
+
 def test_eight_peers_form_a_full_mesh(netns_lan: Callable[[int], NetnsLan]) -> None:
     lan = netns_lan(8)
     _start(lan, 8)
