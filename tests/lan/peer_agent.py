@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif cmd == "events":
                     with mc.lock:
                         _reply(events=list(mc.events))
+                elif cmd == "threads":
+                    _reply(threads=sorted(t.name for t in threading.enumerate()))
                 elif cmd == "stop":
                     mc.stop_looking_for_peers()
                     _reply()

@@ -59,6 +59,9 @@ def test_three_peers_discover_each_other_and_exchange_messages(
     for i in range(3):  # one connection per pair: each peer joined exactly once everywhere
         events = lan.agents[i].call("events")["events"]
         assert [e["event"] for e in events] == ["added", "added"], events
+    # zeroconf runs on mpstore's core loop: no thread of its own.
+    threads = lan.agents[0].call("threads")["threads"]
+    assert [t for t in threads if not t.startswith("mpstore-")] == ["MainThread"], threads
 
 
 @pytest.mark.parametrize("version", ["all", "v6"])
