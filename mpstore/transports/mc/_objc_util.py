@@ -207,8 +207,8 @@ def _make(class_name: str, init: str, *args: Any) -> Any:
     return obj
 
 
-def _text(ptr: Any) -> str:
-    return str(objc_util.ObjCInstance(ptr)) if ptr else ""
+def _text(obj: Any) -> str:
+    return "" if obj is None else str(obj)
 
 
 class ObjCUtilBridge(Bridge):
@@ -299,7 +299,8 @@ class ObjCUtilBridge(Bridge):
         if block is None:
             return
         try:
-            _call_handler(block, bool(accept and s is not None), s.ptr if accept and s else None)
+            joined = s if accept and s is not None else None
+            _call_handler(block, joined is not None, joined.ptr if joined is not None else None)
         finally:
             _block_release(block)
 
