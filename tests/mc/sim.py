@@ -475,12 +475,12 @@ class World:
             except Exception as e:  # a bug in the code under test or in the sim
                 self.crash(f"exception on the framework queue: {e!r}")
 
-    def idle(self, timeout: float = 5.0) -> None:
-        """Wait until nothing is due within ``timeout`` (for tests)."""
+    def idle(self, timeout: float = 5.0, quiet: float = 0.1) -> None:
+        """Wait (at most ``timeout``) until nothing is due in the next ``quiet`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
-                if not self._heap or self._heap[0][0] > deadline:
+                if not self._heap or self._heap[0][0] > time.monotonic() + quiet:
                     return
             time.sleep(0.005)
 
