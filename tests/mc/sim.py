@@ -346,6 +346,7 @@ class MCNearbyServiceAdvertiser(_Delegating):
                 raise SimCrash(f"discovery info entry {k!r} over 255 bytes")
         self._peer, self._info, self._type = peer, info, service_type
         self.running = False
+        world().made.append(self)
         return self
 
     def discoveryInfo(self) -> dict[str, str]:
@@ -366,6 +367,7 @@ class MCNearbyServiceBrowser(_Delegating):
         self._peer, self._type = peer, service_type
         self.running = False
         self.found: set[int] = set()
+        world().made.append(self)
         return self
 
     def startBrowsingForPeers(self) -> None:
@@ -420,6 +422,7 @@ class World:
         self.crashes: list[str] = []
         self.peers: dict[int, MCPeerID] = {}
         self.sessions: list[MCSession] = []
+        self.made: list[_Delegating] = []  # every advertiser and browser ever made
         self.advertisers: list[MCNearbyServiceAdvertiser] = []
         self.browsers: list[MCNearbyServiceBrowser] = []
         self.attempts: list[_Attempt] = []

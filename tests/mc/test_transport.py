@@ -264,6 +264,9 @@ def test_close_releases_delegates_and_answers_everything(nodes: NodeMaker,
     a.start()
     b.start()
     assert a.wait_links(1) and b.wait_links(1)
+    a.stop()
+    a.start()  # retires an advertiser and a browser
+    assert len(world.made) == 6
     a.close()
     assert b.rec.wait(lambda: len(b.rec.kinds("down")) == 1)
     n_events = len(a.rec.events)
@@ -273,7 +276,7 @@ def test_close_releases_delegates_and_answers_everything(nodes: NodeMaker,
     gc.collect()
     time.sleep(0.05)
     assert len(a.rec.events) == n_events
-    for obj in [*world.sessions, *world.browsers]:
+    for obj in [*world.sessions, *world.made]:
         assert obj.delegate() is None, obj
     assert world.advertisers == []
 

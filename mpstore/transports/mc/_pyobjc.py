@@ -199,6 +199,7 @@ class PyObjCBridge(Bridge):
         self._delegates: dict[str, Any] = {}
         self._advertiser: Any = None
         self._browser: Any = None
+        self._retired: list[Any] = []  # stopped advertisers and browsers
         self._closed = False
 
     # ---------------------------------------------------------------- operations
@@ -239,8 +240,10 @@ class PyObjCBridge(Bridge):
     def stop_advertising(self) -> None:
         adv, self._advertiser = self._advertiser, None
         if adv is not None:
-            # The delegate stays: an invitation already on its way must still be answered.
+            # Kept with its delegate until close: an invitation already on its way must still
+            # be answered, and the framework must never see a freed delegate.
             adv.stopAdvertisingPeer()
+            self._retired.append(adv)
 
     def browse(self) -> None:
         self.stop_browsing()
@@ -253,6 +256,7 @@ class PyObjCBridge(Bridge):
         b, self._browser = self._browser, None
         if b is not None:
             b.stopBrowsingForPeers()
+            self._retired.append(b)
 
     def invite(self, peer: int, session: int, context: bytes, timeout: float) -> None:
         p, s, b = self._peers.get(peer), self._sessions.get(session), self._browser
@@ -297,6 +301,9 @@ class PyObjCBridge(Bridge):
             handler(False, None)
         for h in sessions:
             self.disconnect(h)
+        for obj in self._retired:
+            obj.setDelegate_(None)
+        self._retired.clear()
         for d in self._delegates.values():
             d._mpstore_owner = None
         self._delegates.clear()
