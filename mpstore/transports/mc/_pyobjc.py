@@ -69,10 +69,14 @@ def _owner(delegate: Any) -> PyObjCBridge | None:
 
 
 def _define_classes() -> dict[str, Any]:
+    # pyobjc calls a block only if it knows its signature. The framework wrapper ships this
+    # metadata; stating it again keeps the handler callable (BOOL accept, MCSession *session)
+    # whatever the wrapper's version. Index 5: self and _cmd are 0 and 1.
     objc.registerMetaDataForSelector(
         b"NSObject",
         _INVITATION_SEL,
-        {"arguments": {5: {"callable": {"retval": {"type": b"v"},
+        {"arguments": {5: {"type": b"@?",
+                           "callable": {"retval": {"type": b"v"},
                                         "arguments": {0: {"type": b"^v"}, 1: {"type": b"Z"},
                                                       2: {"type": b"@"}}}}}},
     )
