@@ -4,7 +4,10 @@ Driven by the test over stdin/stdout with JSON lines: the agent prints ``{"kind"
 once started, then one ``{"kind": "reply", ...}`` per command. Commands: ``peers``, ``send``
 (message, to: null | [names]), ``inbox`` (messages received so far), ``events`` (peer added/
 removed with wall-clock times), ``stop``, ``start``, ``set``/``get``/``items`` (a shared dict),
-``poke`` (open raw TCP connections to an address, sending garbage or nothing), ``end``.
+``poke`` (open raw TCP connections to an address, sending garbage or nothing), ``stats`` (what
+reached this node, counted per remote host: links up, frames by kind before the session, and
+messages by kind that the session let through), ``flood``/``flood_wait`` (send small messages
+as fast as possible from a thread for some seconds), ``end``.
 Logs go to stderr. The agent ends when stdin closes.
 """
 
@@ -22,7 +25,46 @@ from typing import Any
 T_START = time.time()
 
 import mpstore  # noqa: E402
+from mpstore import _core  # noqa: E402
 from mpstore.transports.lan import LanTransport  # noqa: E402
+
+_STATS_LOCK = threading.Lock()
+STATS: dict[str, dict[str, int]] = {"links": {}, "frames": {}, "messages": {}, "bytes": {}}
+
+
+def _count(table: str, key: str, n: int = 1) -> None:
+    with _STATS_LOCK:
+        STATS[table][key] = STATS[table].get(key, 0) + n
+
+
+def _host(address: str | None) -> str:
+    return _core._host_of(address) if address else "?"
+
+
+def _install_counters() -> None:
+    """Count, per remote host, what reaches the node (core thread) before and after the session."""
+    node_cls = _core.Node
+    link_up, link_frame, on_message = node_cls.link_up, node_cls.link_frame, node_cls._on_message
+
+    def counting_link_up(self: Any, link: Any, address: str | None) -> None:
+        _count("links", _host(address))
+        link_up(self, link, address)
+
+    def counting_link_frame(self: Any, link: Any, frame: bytes) -> None:
+        entry = self.links.get(link)
+        host = _host(entry.address if entry is not None else None)
+        _count("frames", f"{host}/{frame[0] if frame else -1}")
+        link_frame(self, link, frame)
+
+    def counting_on_message(self: Any, entry: Any, event: Any) -> None:
+        key = f"{_host(entry.address)}/{event.kind}"
+        _count("messages", key)
+        _count("bytes", key, len(event.payload))
+        on_message(self, entry, event)
+
+    node_cls.link_up = counting_link_up  # type: ignore[method-assign]
+    node_cls.link_frame = counting_link_frame  # type: ignore[method-assign]
+    node_cls._on_message = counting_on_message  # type: ignore[method-assign]
 
 
 class Agent(mpstore.MultipeerConnectivity):
@@ -62,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--static", action="append", default=[], help="host:port to dial")
     p.add_argument("--no-discovery", action="store_true")
     p.add_argument("--info", default="", help="discovery info as k=v,k=v")
+    p.add_argument("--secret", default=None, help="the group secret")
+    p.add_argument("--max-message-rate", type=float, default=5000.0, help="0 for no limit")
+    p.add_argument("--handshake-timeout", type=float, default=5.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
 
@@ -74,8 +119,16 @@ def main(argv: list[str] | None = None) -> int:
         ip_version=args.ip_version, peers=statics, discovery=not args.no_discovery, connect_timeout=2.0
     )
     t_create = time.time()
+    _install_counters()
     mc = Agent(
-        args.name, args.service, transport=transport, peer_timeout=args.peer_timeout, discovery_info=info
+        args.name,
+        args.service,
+        transport=transport,
+        peer_timeout=args.peer_timeout,
+        discovery_info=info,
+        secret=args.secret,
+        max_message_rate=args.max_message_rate or None,
+        handshake_timeout=args.handshake_timeout,
     )
     stores: dict[str, Any] = {}
     sys.stdout.write(
@@ -92,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout.flush()
     held: list[socket.socket] = []
+    flood: dict[str, Any] = {}
     try:
         for line in sys.stdin:
             try:
@@ -143,6 +197,21 @@ def main(argv: list[str] | None = None) -> int:
                         s.close()
                     held.clear()
                     _reply()
+                elif cmd == "stats":
+                    with _STATS_LOCK:
+                        _reply(**{k: dict(v) for k, v in STATS.items()})
+                elif cmd == "flood":
+                    flood.clear()
+                    flood["thread"] = threading.Thread(
+                        target=_flood,
+                        args=(mc, float(req["seconds"]), bool(req.get("reliable", False)), flood),
+                        daemon=True,
+                    )
+                    flood["thread"].start()
+                    _reply()
+                elif cmd == "flood_wait":
+                    flood["thread"].join(timeout=req.get("timeout", 30))
+                    _reply(sent=flood.get("sent", 0), errors=flood.get("errors", 0))
                 elif cmd == "end":
                     mc.end_all()
                     _reply()
@@ -157,6 +226,24 @@ def main(argv: list[str] | None = None) -> int:
             s.close()
         mc.end_all()
     return 0
+
+
+def _flood(mc: Agent, seconds: float, reliable: bool, out: dict[str, Any]) -> None:
+    """Send small messages to every peer as fast as possible for ``seconds`` (while it has any)."""
+    sent = errors = 0
+    payload = "x" * 16
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not mc.get_peers():
+            time.sleep(0.005)
+            continue
+        try:
+            mc.send(payload, reliable=reliable)
+            sent += 1
+        except mpstore.MpstoreError:
+            errors += 1
+            time.sleep(0.001)
+    out["sent"], out["errors"] = sent, errors
 
 
 if __name__ == "__main__":
