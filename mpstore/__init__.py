@@ -32,6 +32,8 @@ from ._errors import (
     TransportUnavailable,
 )
 from ._peer import PeerID
+from ._store import SharedDict, StoreChange, Subscription
+from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
 from .transports.base import Transport
 from .transports.memory import MemoryNetwork
@@ -39,6 +41,7 @@ from .transports.memory import MemoryNetwork
 __version__ = "0.1.0"
 
 __all__ = [
+    "MISSING",
     "Closed",
     "ConfigurationError",
     "CorruptUpdate",
@@ -56,7 +59,10 @@ __all__ = [
     "ProtocolError",
     "SendTimeout",
     "ServiceTypeNotDeclared",
+    "SharedDict",
+    "StoreChange",
     "StoreError",
+    "Subscription",
     "Timeout",
     "Transport",
     "TransportError",

@@ -500,6 +500,15 @@ class StoreHost:
         """Run ``fn`` on the dispatcher thread, after what is already queued."""
         self.runtime.dispatch(fn)
 
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the core thread after ``delay`` seconds (core thread)."""
+        self.runtime.loop.call_later(delay, fn)
+
+    @property
+    def local_id(self) -> str:
+        """This node's own peer id."""
+        return self._node.my_peer.id
+
     def send_sync(self, peer: PeerID, payload: bytes) -> None:
         """Send one store message reliably to a connected peer (core thread)."""
         self._node.send_to_peer(peer, Kind.STORE, payload)

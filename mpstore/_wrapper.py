@@ -11,7 +11,14 @@ from typing import Any
 
 from ._auth import derive_key
 from ._core import Node, NodeOptions
-from ._errors import Closed, MessageTooLarge, NotConnected, SendTimeout, Timeout
+from ._errors import (
+    Closed,
+    ConfigurationError,
+    MessageTooLarge,
+    NotConnected,
+    SendTimeout,
+    Timeout,
+)
 from ._peer import (
     PeerID,
     new_peer_id,
@@ -73,6 +80,13 @@ class MultipeerConnectivity:
         self._send_timeout = send_timeout
         self._engine_name = engine
         self._transport: Transport = make_transport(transport)
+        limit = self._transport.max_peers
+        if limit is not None and max_peers > limit:
+            raise ConfigurationError(
+                f"max_peers={max_peers}, but the {self._transport.name} transport connects at "
+                f"most {limit} devices (this one included)"
+            )
+        self._max_peers = max_peers
         local = LocalNode(new_peer_id(), display_name, service_type, info)
         config = SessionConfig(
             peer_timeout=float(peer_timeout),
@@ -148,15 +162,24 @@ class MultipeerConnectivity:
     def wait_for_peers(self, count: int = 1, timeout: float | None = None) -> list[PeerID]:
         """Block until at least ``count`` peers are connected; return them.
 
-        Raises mpstore.Timeout (a TimeoutError) if ``timeout`` seconds pass first.
+        Raises mpstore.Timeout (a TimeoutError) if ``timeout`` seconds pass first, ValueError
+        if ``count`` is more than ``max_peers`` allows, and the transport's own failure (such as
+        mpstore.ServiceTypeNotDeclared) if it has one.
         """
         self._check_open()
+        if count > self._max_peers - 1:
+            raise ValueError(
+                f"wait_for_peers(count={count}) can never succeed: at most {self._max_peers - 1} "
+                f"peers can connect (max_peers={self._max_peers}, this device included)"
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         node = self._node
         with node.changed:
             while len(node.peers_snapshot) < count:
                 if self._closed:
                     raise Closed("this object was ended with end_all()")
+                if self._transport.failure is not None:
+                    raise self._transport.failure
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise Timeout(

@@ -203,6 +203,13 @@ class NetnsLan:
             self._netns_add(ns)
             _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"p{i}", "netns", br)
             _ip("-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
+            # No duplicate-address detection: IPv6 link-local addresses usable at once.
+            subprocess.run(
+                ["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"],
+                capture_output=True,
+                timeout=15,
+                check=False,
+            )
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0")

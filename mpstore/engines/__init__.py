@@ -1,1 +1,67 @@
 """CRDT engines behind one seam: pycrdt when importable, else the pure-Python engine."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from .._errors import EngineUnavailable
+from .base import ROOT_MAP, Engine, EngineDoc
+
+__all__ = ["ENGINE_NAMES", "ROOT_MAP", "Engine", "EngineDoc", "load_engine"]
+
+#: Engine names :func:`load_engine` accepts besides ``None``/``'auto'``.
+ENGINE_NAMES = ("pycrdt", "python")
+
+_INSTALL_HINT = (
+    "install pycrdt (`pip install 'mpstore[store]'`, Python >= 3.11), "
+    "or use a build of mpstore that ships the pure-Python engine (engine='python')"
+)
+
+
+def _load(name: str) -> Engine:
+    if name == "pycrdt":
+        try:
+            module = importlib.import_module("mpstore.engines._pycrdt")
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"the 'pycrdt' store engine cannot be loaded ({exc}); {_INSTALL_HINT}"
+            ) from exc
+        engine: Engine = module.PycrdtEngine()
+        return engine
+    if name == "python":
+        try:
+            module = importlib.import_module("mpstore.engines._python")
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"the pure-Python store engine is not available in this build ({exc}); "
+                "install pycrdt instead (`pip install 'mpstore[store]'`, Python >= 3.11)"
+            ) from exc
+        engine = module.PythonEngine()
+        return engine
+    raise ValueError(f"unknown store engine {name!r}: use 'auto', 'pycrdt' or 'python'")
+
+
+def load_engine(name: str | None = None) -> Engine:
+    """The CRDT engine ``name`` ('pycrdt', 'python'), or for None/'auto' the best available.
+
+    For auto, the environment variable ``MPSTORE_ENGINE`` picks one; otherwise pycrdt if it can
+    be imported, else the pure-Python engine. Raises :class:`mpstore.EngineUnavailable` saying
+    what to install when nothing can be loaded.
+    """
+    if name is None or name == "auto":
+        forced = os.environ.get("MPSTORE_ENGINE", "").strip().lower()
+        if forced and forced != "auto":
+            return _load(forced)
+        reasons = []
+        for candidate in ENGINE_NAMES:
+            try:
+                return _load(candidate)
+            except EngineUnavailable as exc:
+                reasons.append(f"{candidate}: {exc.__cause__ or exc}")
+        raise EngineUnavailable(
+            "the replicated store needs a CRDT engine and none can be loaded ("
+            + "; ".join(reasons)
+            + "): install pycrdt with `pip install 'mpstore[store]'` (Python >= 3.11)"
+        )
+    return _load(name)

@@ -21,6 +21,8 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .._errors import MpstoreError
+
 __all__ = ["LinkId", "LinkListener", "LocalNode", "Transport"]
 
 LinkId = Hashable
@@ -61,6 +63,14 @@ class Transport(abc.ABC):
 
     #: A short name for logs and ``repr``: 'memory', 'lan', 'mc'.
     name: str = "transport"
+
+    #: The most devices, this one included, the transport can connect; None for no limit of
+    #: its own (Multipeer Connectivity: 8). The wrapper refuses a larger ``max_peers``.
+    max_peers: int | None = None
+
+    #: An error the transport met after starting, on its own (iOS refusing the service type);
+    #: the wrapper raises it from blocking calls. None while all is well.
+    failure: MpstoreError | None = None
 
     @abc.abstractmethod
     def open(self, loop: asyncio.AbstractEventLoop, listener: LinkListener, local: LocalNode) -> None:

@@ -18,8 +18,8 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ProtocolError, TransportError, TransportUnavailable
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ._lan._discovery import Discovery, Found
     from ._lan._tls import TlsIdentity
 
-__all__ = ["LanTransport"]
+__all__ = ["LanTransport", "load_discovery"]
 
 log = logging.getLogger("mpstore.lan")
 
@@ -59,6 +59,14 @@ def _load_deps() -> None:
         raise TransportUnavailable(f"{_INSTALL_HINT} ({exc})") from None
 
 
+def load_discovery() -> type[Discovery]:
+    """The mDNS discovery class (for ``mpstore peers``); TransportUnavailable without zeroconf."""
+    _load_deps()
+    from ._lan._discovery import Discovery
+
+    return Discovery
+
+
 @dataclass
 class _Target:
     """Somewhere to dial: a discovered peer (id known) or a static address (id learned)."""
@@ -72,7 +80,6 @@ class _Target:
     dialing: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     dead: bool = False
-    display: dict[str, Any] = field(default_factory=dict)
 
 
 class _Conn(asyncio.Protocol):
@@ -97,14 +104,10 @@ class _Conn(asyncio.Protocol):
         self._out_size = 0
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._early: list[bytes] = []
 
     # asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        if self.state != "tls":  # lost while its TLS upgrade was finishing
-            transport.abort()
-            return
         self._transport = transport
         owner = self.owner
         peer = transport.get_extra_info("peername")
@@ -128,14 +131,8 @@ class _Conn(asyncio.Protocol):
         self._timer = owner._loop.call_later(owner._connect_timeout, self._handshake_timeout)
         assert owner._local is not None
         self.write(Preface(owner._local.service_type, owner._local.peer_id).encode())
-        early, self._early = self._early, []
-        for data in early:
-            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.state == "tls":  # app data that came with the end of the TLS handshake
-            self._early.append(data)
-            return
         if self.state in ("closing", "closed"):
             return
         try:
@@ -266,68 +263,6 @@ class _Conn(asyncio.Protocol):
             self._flush_handle = None
 
 
-class _Accept(asyncio.Protocol):
-    """An incoming TCP connection until its TLS handshake completes (then a :class:`_Conn`)."""
-
-    def __init__(self, owner: LanTransport) -> None:
-        self.owner = owner
-        self.raw: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        owner = self.owner
-        self.raw = transport
-        if owner._closing or not owner._looking:
-            log.debug("lan: refused a connection: not accepting new peers")
-            transport.abort()
-            return
-        if len(owner._handshaking) >= _MAX_HANDSHAKES:
-            log.info("lan: refused a connection: %d TLS handshakes in progress", _MAX_HANDSHAKES)
-            transport.abort()
-            return
-        transport.pause_reading()  # start_tls resumes it; no byte may reach this protocol
-        owner._handshaking.add(self)
-        self.task = owner._loop.create_task(self._upgrade(transport))
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
-
-    def abort(self) -> None:
-        """Drop the connection and its handshake."""
-        if self.task is not None:
-            self.task.cancel()
-        if self.raw is not None:
-            self.raw.abort()
-
-    async def _upgrade(self, raw: asyncio.Transport) -> None:
-        owner = self.owner
-        assert owner._tls is not None
-        conn = _Conn(owner, None)
-        peer = raw.get_extra_info("peername")
-        try:
-            tls = await owner._loop.start_tls(
-                raw,
-                conn,
-                owner._tls.server_context,
-                server_side=True,
-                ssl_handshake_timeout=owner._connect_timeout,
-            )
-        except asyncio.CancelledError:
-            raw.abort()
-            raise
-        except Exception as exc:
-            log.info("lan: TLS handshake with %s failed: %r", peer, exc)
-            raw.abort()
-            return
-        finally:
-            owner._handshaking.discard(self)
-        if tls is None or owner._closing:
-            raw.abort()
-            return
-        conn.connection_made(tls)
-
-
 class LanTransport(Transport):
     """Peers on the local network: mDNS discovery, one TLS 1.3 TCP connection per pair."""
 
@@ -370,15 +305,14 @@ class LanTransport(Transport):
         self._local: LocalNode | None = None
         self._tls: TlsIdentity | None = None
         self._sock: socket.socket | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._server_task: asyncio.Task[None] | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self._discovery: Discovery | None = None
         self._disc_chain: asyncio.Task[None] | None = None
         self._looking = False
         self._closing = False
         self._closed = False
         self._conns: set[_Conn] = set()
-        self._handshaking: set[_Accept] = set()
+        self._handshaking: set[asyncio.Task[None]] = set()
         self._links: dict[int, _Conn] = {}
         self._by_peer: dict[str, _Conn] = {}
         self._targets: dict[str, _Target] = {}
@@ -393,11 +327,6 @@ class LanTransport(Transport):
             raise TransportError("the LAN transport is not open")
         return self._address
 
-    @property
-    def found(self) -> list[Mapping[str, Any]]:
-        """Services of our type seen by discovery: name, id, display name, addresses, info."""
-        return [dict(t.display) for t in self._targets.values() if t.display]
-
     def open(self, loop: asyncio.AbstractEventLoop, listener: LinkListener, local: LocalNode) -> None:
         """Make the TLS identity and bind the listening socket (accepting starts later)."""
         if self._loop is not None:
@@ -411,7 +340,7 @@ class LanTransport(Transport):
         self._sock = self._bind()
         host, port = self._sock.getsockname()[:2]
         self._address = (host, port)
-        self._server_task = loop.create_task(self._serve(self._sock))
+        self._accepting = loop.create_task(self._accept_loop(self._sock))
 
     def start_discovery(self) -> None:
         """Accept incoming connections, dial static peers, advertise and browse."""
@@ -438,8 +367,8 @@ class LanTransport(Transport):
         for target in self._targets.values():
             if target.dialing is not None:
                 target.dialing.cancel()
-        for accept in list(self._handshaking):
-            accept.abort()
+        for task in list(self._handshaking):
+            task.cancel()
         for conn in list(self._conns):
             if conn.state in ("preface", "decision"):
                 conn.fail("stopped looking for peers")
@@ -468,6 +397,9 @@ class LanTransport(Transport):
         if conn is not None:
             log.info("lan: closing link to %s: %s", conn.address, reason)
             conn.close(reason)
+            # The link is over for both of us now, even if flushing to a dead peer takes the
+            # whole grace period: report it (after this call returns) and free the pair's slot.
+            self._loop.call_soon(self._detach, conn)
 
     def channel_binding(self, link: LinkId) -> bytes:
         """SHA-256 over both TLS certificates in a canonical order (same bytes on both ends)."""
@@ -486,9 +418,9 @@ class LanTransport(Transport):
             if target.dialing is not None:
                 target.dialing.cancel()
         dials = [t.dialing for t in self._targets.values() if t.dialing is not None]
-        accepts = [a.task for a in self._handshaking if a.task is not None]
-        for accept in list(self._handshaking):
-            accept.abort()
+        accepts = list(self._handshaking)
+        for task in accepts:
+            task.cancel()
         if self._discovery_enabled:
             self._chain(self._stop_discovery())
         chain = self._disc_chain
@@ -502,14 +434,10 @@ class LanTransport(Transport):
         for link, conn in list(self._links.items()):
             self._report_down(link, conn, "transport closed")
         self._closed = True
-        if self._server_task is not None:
-            self._server_task.cancel()
+        if self._accepting is not None:
+            self._accepting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._server_task
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                await self._accepting
         if self._sock is not None:
             self._sock.close()
         if dials or accepts:
@@ -547,8 +475,42 @@ class LanTransport(Transport):
             raise TransportError(f"cannot listen on {host}:{self._port}: {exc}") from exc
         return sock
 
-    async def _serve(self, sock: socket.socket) -> None:
-        self._server = await self._loop.create_server(lambda: _Accept(self), sock=sock)
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        # Our own accept loop (not loop.create_server) so that every socket is ours to close,
+        # including those still in their TLS handshake when we stop looking or close.
+        while True:
+            try:
+                client, addr = await self._loop.sock_accept(sock)
+            except OSError as exc:
+                log.warning("lan: accept failed: %r", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if self._closing or not self._looking:
+                log.debug("lan: refused a connection from %s: not accepting new peers", addr)
+                client.close()
+            elif len(self._handshaking) >= _MAX_HANDSHAKES:
+                log.info("lan: refused %s: %d TLS handshakes in progress", addr, _MAX_HANDSHAKES)
+                client.close()
+            else:
+                task = self._loop.create_task(self._handshake(client, addr))
+                self._handshaking.add(task)
+                task.add_done_callback(self._handshaking.discard)
+
+    async def _handshake(self, client: socket.socket, addr: Any) -> None:
+        assert self._tls is not None
+        try:
+            await self._loop.connect_accepted_socket(
+                lambda: _Conn(self, None),
+                client,
+                ssl=self._tls.server_context,
+                ssl_handshake_timeout=self._connect_timeout,
+            )
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        except Exception as exc:
+            log.info("lan: TLS handshake with %s failed: %r", addr, exc)
+            client.close()
 
     def _chain(self, coro: Any) -> None:
         previous = self._disc_chain
@@ -603,17 +565,10 @@ class LanTransport(Transport):
             target = self._targets[key] = _Target(key, found.addresses, found.peer_id, static=False)
         target.addresses = found.addresses or target.addresses
         target.dead = False
-        target.display = {
-            "name": found.name,
-            "peer_id": found.peer_id,
-            "display_name": found.display_name,
-            "addresses": list(found.addresses),
-            "discovery_info": dict(found.discovery_info),
-        }
-        if self._local.peer_id < found.peer_id:
-            self._maybe_dial(target)
+        if self._not_first(target):
+            self._schedule(target, self._not_first(target))
         else:
-            self._schedule(target, self._fallback_delay)
+            self._maybe_dial(target)
 
     def _on_lost_service(self, peer_id: str) -> None:
         target = self._targets.pop(f"id:{peer_id}", None)
@@ -656,7 +611,14 @@ class LanTransport(Transport):
             target.dead = True
             return
         delay = min(_BACKOFF_MAX, 0.2 * 2 ** min(target.failures, 10))
-        self._schedule(target, delay * random.uniform(0.8, 1.2))
+        self._schedule(target, self._not_first(target) + delay * random.uniform(0.8, 1.2))
+
+    def _not_first(self, target: _Target) -> float:
+        """Extra delay before dialing a discovered peer that should dial us (its id is smaller)."""
+        assert self._local is not None
+        if target.static or target.peer_id is None or self._local.peer_id < target.peer_id:
+            return 0.0
+        return self._fallback_delay
 
     async def _dial(self, target: _Target) -> None:
         assert self._tls is not None
@@ -728,7 +690,8 @@ class LanTransport(Transport):
             return
         assert conn.remote_id is not None
         old = self._by_peer.get(conn.remote_id)
-        if old is not None:
+        if old is not None:  # the decider dropped it already; the core hears of it first
+            self._detach(old, redial=False)
             old.close("superseded by a newer connection from the same peer")
         self._up(conn)
 
@@ -779,10 +742,16 @@ class LanTransport(Transport):
 
     def _on_lost(self, conn: _Conn) -> None:
         self._conns.discard(conn)
+        self._detach(conn)
+
+    def _detach(self, conn: _Conn, *, redial: bool = True) -> None:
+        """Report a link down once, free the pair's slot, and plan a redial if we dial it."""
         link = conn.link
         if link is None or self._links.get(link) is not conn:
             return
         self._report_down(link, conn, conn.reason)
+        if not redial:
+            return
         lived = time.monotonic() - conn.up_since
         for target in self._targets.values():
             if target.peer_id == conn.remote_id and conn.remote_id is not None:
@@ -790,7 +759,7 @@ class LanTransport(Transport):
                     self._retry(target)
                 else:
                     target.failures = 0
-                    self._schedule(target, random.uniform(0.05, 0.3))
+                    self._schedule(target, self._not_first(target) + random.uniform(0.05, 0.3))
 
     def _report_down(self, link: int, conn: _Conn, reason: str) -> None:
         self._links.pop(link, None)

@@ -5,6 +5,9 @@ Each test builds its own namespaces (see tests/netns.py); mDNS runs only inside 
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -56,6 +59,17 @@ def test_three_peers_discover_each_other_and_exchange_messages(
     for i in range(3):  # one connection per pair: each peer joined exactly once everywhere
         events = lan.agents[i].call("events")["events"]
         assert [e["event"] for e in events] == ["added", "added"], events
+
+
+@pytest.mark.parametrize("version", ["all", "v6"])
+def test_ipv4_and_ipv6_discovery_links_three_peers(
+    netns_lan: Callable[[int], NetnsLan], version: str
+) -> None:
+    lan = netns_lan(3)
+    _start(lan, 3, "--ip-version", version)
+    _mesh(lan, 3, timeout=20)
+    lan.agents[0].call("send", message="dual stack")
+    wait_for(lambda: ("p0", "dual stack") in _inbox(lan, 2), 5, what="message")
 
 
 def test_eight_peers_form_a_full_mesh(netns_lan: Callable[[int], NetnsLan]) -> None:
@@ -139,3 +153,30 @@ def test_garbage_and_half_open_connections_do_not_stop_a_peer(
     assert lan.agents[0].peer_names() == ["p1"] and lan.agents[1].peer_names() == ["p0"]
     events = lan.agents[0].call("events")["events"]
     assert [e["event"] for e in events] == ["added"]
+
+
+def test_peers_command_lists_services_with_their_discovery_info(
+    netns_lan: Callable[[int], NetnsLan],
+) -> None:
+    lan = netns_lan(3)
+    lan.spawn(0, "Ann", "--info", "team=red")
+    lan.spawn(1, "Bob", "--info", "team=blue,seat=2")
+    res = lan.run_in(2, sys.executable, "-m", "mpstore", "peers", "--service", "nstest", "--wait", "3")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = sorted(res.stdout.splitlines())
+    assert lines == [
+        f"Ann\t{lan.address(0)}:{lan.agents[0].hello['port']}\tteam=red",
+        f"Bob\t{lan.address(1)}:{lan.agents[1].hello['port']}\tseat=2 team=blue",
+    ]
+
+
+def test_frozen_peer_is_removed_by_the_heartbeat_timeout(netns_lan: Callable[[int], NetnsLan]) -> None:
+    lan = netns_lan(2)
+    _start(lan, 2)
+    _mesh(lan, 2, timeout=20)
+    os.kill(lan.agents[1].pid, signal.SIGSTOP)  # its TCP connection stays open, it just goes silent
+    try:
+        took = wait_for(lambda: lan.agents[0].peer_names() == [], TIMEOUT + 3, what="frozen peer removed")
+        assert TIMEOUT * 0.8 < took < TIMEOUT + 2.5
+    finally:
+        lan.agents[1].kill()

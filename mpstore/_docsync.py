@@ -1,0 +1,577 @@
+"""Sans-IO replication of every store of one node with its neighbours (no threads, no clocks).
+
+:class:`DocSync` holds one CRDT document per store name (opened locally or not: data that
+arrives for a store nobody opened here yet is kept) and speaks y-protocols sync messages with
+each connected peer, wrapped in a small envelope. Calls put what to send in :attr:`outbox`
+(``(peer_id, payload)``) and what changed in :attr:`events`; the caller drains both.
+
+Store message (all integers lib0 var-uints, strings var-uint length + UTF-8)::
+
+    u8 version (1) | u8 kind | body
+    kind 0 SYNC       store name | y-protocols sync message (0, step, var-bytes)
+    kind 1 UPDATE     origin peer id | seq | store name | y-protocols sync message (0, 2, update)
+    kind 2 NEIGHBOURS count | peer id * count         the sender's connected peers
+    kind 3 SYNC_BOTH  store name | y-protocols step 1  "answer with step 2, and send your step 1"
+    kind 4 BUNDLE     count | var-bytes message * count   several messages of kinds 0-3, in order
+    kind 5 PART       message id | index | count | var-bytes   one slice of a message too big to
+                                                      send whole (a large snapshot)
+
+Rules:
+
+* Peer added: both sides announce NEIGHBOURS to all their peers, then send step 1 for every
+  store they hold. Step 1 is answered with step 2 (exactly what the asker lacks); a step 1 for a
+  store we have not sent our step 1 for to that peer (we did not hold it when the peer came) is
+  also answered with our own step 1.
+* A local transaction is one UPDATE with a fresh ``(origin, seq)`` id to every neighbour. To a
+  new peer, updates for a store wait until our step 2 for that store has gone out.
+* Relay: an UPDATE from neighbour S whose id we have not seen is applied and forwarded to our
+  neighbours except S, the origin and S's announced neighbours (they got it from S or before S).
+  A step 2 that taught us something (state vector or visible keys changed) is forwarded the same
+  way as a new UPDATE of ours. In a full mesh nothing is forwarded: one edit costs N-1 frames.
+* Repair: the relay rule trusts that S reached its own neighbours. When S reports losing
+  neighbour Y (NEIGHBOURS without Y, or S itself removed), each of our neighbours in that set may
+  have missed what S was to deliver, so we send it SYNC_BOTH for every store we hold (it answers
+  step 2 and its step 1, we answer step 2). Cost per affected pair and store: two state vectors
+  and two diffs (a diff always carries the whole delete set).
+* A malformed message or a CRDT update the engine rejects is dropped with a logged reason; the
+  documents stay as they were and the peer stays connected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from ._errors import CorruptUpdate, EngineUnavailable
+from .engines.base import EngineDoc
+
+__all__ = [
+    "DocSync",
+    "MalformedMessage",
+    "Reader",
+    "StoreUpdated",
+    "write_varbytes",
+    "write_varstring",
+    "write_varuint",
+]
+
+log = logging.getLogger("mpstore.store")
+
+VERSION: Final = 1
+K_SYNC: Final = 0
+K_UPDATE: Final = 1
+K_NEIGHBOURS: Final = 2
+K_SYNC_BOTH: Final = 3
+K_BUNDLE: Final = 4
+K_PART: Final = 5
+MAX_BUNDLE: Final = 1 << 20
+#: Messages above this many bytes are sent as PART slices of this size.
+PART_SIZE: Final = 1 << 20
+
+#: y-protocols: message type "sync" and its three sub-types.
+Y_MESSAGE_SYNC: Final = 0
+Y_STEP1: Final = 0
+Y_STEP2: Final = 1
+Y_UPDATE: Final = 2
+
+MAX_STORE_NAME_BYTES: Final = 255
+MAX_PEER_ID_BYTES: Final = 128
+MAX_NEIGHBOURS: Final = 4096
+SEEN_IDS: Final = 65536
+
+
+class MalformedMessage(ValueError):
+    """A store message that does not parse."""
+
+
+# --- lib0 encoding ----------------------------------------------------------------------------
+
+
+def write_varuint(out: bytearray, n: int) -> None:
+    """Append ``n`` (>= 0) as a lib0 var-uint: 7 bits per byte, high bit = more."""
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+
+
+def write_varbytes(out: bytearray, data: bytes) -> None:
+    """Append a var-uint length then ``data``."""
+    write_varuint(out, len(data))
+    out += data
+
+
+def write_varstring(out: bytearray, text: str) -> None:
+    """Append a UTF-8 string with its var-uint byte length."""
+    write_varbytes(out, text.encode("utf-8"))
+
+
+class Reader:
+    """Reads lib0 values from bytes; raises MalformedMessage past the end or on nonsense."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def varuint(self) -> int:
+        """One var-uint of at most 53 bits (lib0's limit)."""
+        n = shift = 0
+        while True:
+            if self.pos >= len(self.data):
+                raise MalformedMessage("truncated var-uint")
+            b = self.data[self.pos]
+            self.pos += 1
+            n |= (b & 0x7F) << shift
+            if b < 0x80:
+                return n
+            shift += 7
+            if shift > 53:
+                raise MalformedMessage("var-uint too long")
+
+    def u8(self) -> int:
+        """One byte."""
+        if self.pos >= len(self.data):
+            raise MalformedMessage("truncated")
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def varbytes(self, limit: int | None = None) -> bytes:
+        """A var-uint length then that many bytes (at most ``limit``)."""
+        n = self.varuint()
+        if limit is not None and n > limit:
+            raise MalformedMessage(f"field of {n} bytes over its limit of {limit}")
+        if self.pos + n > len(self.data):
+            raise MalformedMessage("truncated bytes")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def varstring(self, limit: int) -> str:
+        """A UTF-8 string of at most ``limit`` bytes."""
+        raw = self.varbytes(limit)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedMessage("string is not UTF-8") from None
+
+    def end(self) -> None:
+        """Require that everything was read."""
+        if self.pos != len(self.data):
+            raise MalformedMessage(f"{len(self.data) - self.pos} trailing bytes")
+
+
+def _y_sync(step: int, data: bytes) -> bytes:
+    out = bytearray()
+    write_varuint(out, Y_MESSAGE_SYNC)
+    write_varuint(out, step)
+    write_varbytes(out, data)
+    return bytes(out)
+
+
+def encode_sync(kind: int, store: str, step: int, data: bytes) -> bytes:
+    """A SYNC or SYNC_BOTH message."""
+    out = bytearray((VERSION, kind))
+    write_varstring(out, store)
+    out += _y_sync(step, data)
+    return bytes(out)
+
+
+def encode_update(origin: str, seq: int, store: str, update: bytes) -> bytes:
+    """An UPDATE message."""
+    out = bytearray((VERSION, K_UPDATE))
+    write_varstring(out, origin)
+    write_varuint(out, seq)
+    write_varstring(out, store)
+    out += _y_sync(Y_UPDATE, update)
+    return bytes(out)
+
+
+def encode_neighbours(peer_ids: Iterable[str]) -> bytes:
+    """A NEIGHBOURS message."""
+    ids = list(peer_ids)
+    out = bytearray((VERSION, K_NEIGHBOURS))
+    write_varuint(out, len(ids))
+    for pid in ids:
+        write_varstring(out, pid)
+    return bytes(out)
+
+
+def encode_bundle(payloads: list[bytes]) -> bytes:
+    """A BUNDLE of several store messages, delivered in order."""
+    out = bytearray((VERSION, K_BUNDLE))
+    write_varuint(out, len(payloads))
+    for payload in payloads:
+        write_varbytes(out, payload)
+    return bytes(out)
+
+
+def _read_y_sync(r: Reader) -> tuple[int, bytes]:
+    if r.varuint() != Y_MESSAGE_SYNC:
+        raise MalformedMessage("not a y-protocols sync message")
+    step = r.varuint()
+    if step not in (Y_STEP1, Y_STEP2, Y_UPDATE):
+        raise MalformedMessage(f"unknown y-protocols sync step {step}")
+    data = r.varbytes()
+    r.end()
+    return step, data
+
+
+def check_store_name(name: object) -> str:
+    """Return ``name`` if it is a valid store name, else raise TypeError/ValueError."""
+    if type(name) is not str:
+        raise TypeError(f"store names must be str, not {type(name).__name__}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("store name holds a lone surrogate") from None
+    if not 0 < size <= MAX_STORE_NAME_BYTES:
+        raise ValueError(f"store names must be 1 to {MAX_STORE_NAME_BYTES} bytes of UTF-8")
+    return name
+
+
+# --- the replication state machine ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreUpdated:
+    """Keys of store ``name`` whose value changed: new raw value, or None when now absent.
+
+    ``origin`` is the peer id the update is credited to (its author, or the peer that passed on
+    a sync diff); ``via`` the neighbour it came from.
+    """
+
+    name: str
+    changes: Mapping[str, str | None]
+    origin: str
+    via: str
+
+
+@dataclass
+class _Stats:
+    """Counters for tests and benchmarks."""
+
+    sent: int = 0
+    rejected: int = 0
+    forwarded: int = 0
+    resyncs: int = 0
+    by_kind: dict[int, int] = field(default_factory=dict)
+
+
+class DocSync:
+    """All stores of one node and their replication with its neighbours (sans-IO)."""
+
+    def __init__(
+        self,
+        local_id: str,
+        new_doc: Callable[[], EngineDoc],
+        *,
+        max_stores: int = 1024,
+        max_message: int = 256 << 20,
+    ) -> None:
+        self.local_id = local_id
+        self._new_doc = new_doc
+        self.max_stores = max_stores
+        self.max_message = max_message
+        # Reassembly of PART slices per peer: (message id, slices so far, expected count).
+        self._parts: dict[str, tuple[int, list[bytes], int]] = {}
+        self._part_id = 0
+        self.docs: dict[str, EngineDoc] = {}
+        self.neighbours: dict[str, None] = {}  # insertion-ordered set
+        self.their_neighbours: dict[str, frozenset[str]] = {}
+        # Stores we sent step 1 for to each peer since it was added.
+        self._asked: dict[str, set[str]] = {}
+        # Updates for a store held back from a new peer until our step 2 for it has gone out,
+        # so that it never receives structs before the history they build on.
+        self._held: dict[str, dict[str, list[bytes]]] = {}
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._seq = 0
+        self.outbox: list[tuple[str, bytes]] = []
+        self.events: list[StoreUpdated] = []
+        self.stats = _Stats()
+
+    # -- draining
+
+    def take_outbox(self) -> list[tuple[str, bytes]]:
+        """Return and clear what to send: ``(peer_id, payload)`` in order."""
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_events(self) -> list[StoreUpdated]:
+        """Return and clear the changes to report, in order."""
+        ev, self.events = self.events, []
+        return ev
+
+    def _send(self, peer: str, payload: bytes) -> None:
+        kind = payload[1]
+        self.stats.sent += 1
+        self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        if len(payload) <= PART_SIZE:
+            self.outbox.append((peer, payload))
+            return
+        self._part_id += 1
+        count = -(-len(payload) // PART_SIZE)
+        for index in range(count):
+            out = bytearray((VERSION, K_PART))
+            write_varuint(out, self._part_id)
+            write_varuint(out, index)
+            write_varuint(out, count)
+            write_varbytes(out, payload[index * PART_SIZE : (index + 1) * PART_SIZE])
+            self.outbox.append((peer, bytes(out)))
+
+    # -- documents
+
+    def doc(self, name: str) -> EngineDoc:
+        """The document of store ``name``, created if needed (EngineUnavailable without engine)."""
+        d = self.docs.get(name)
+        if d is None:
+            d = self._new_doc()
+            self.docs[name] = d
+        return d
+
+    def _doc_for_peer(self, name: str, peer: str) -> tuple[EngineDoc | None, bool]:
+        d = self.docs.get(name)
+        if d is not None:
+            return d, False
+        try:
+            check_store_name(name)
+        except (TypeError, ValueError) as exc:
+            log.warning("store message from %s dropped: %s", peer, exc)
+            return None, False
+        if len(self.docs) >= self.max_stores:
+            log.warning(
+                "store %r from %s dropped: already %d stores (max_stores)",
+                name,
+                peer,
+                len(self.docs),
+            )
+            return None, False
+        try:
+            return self.doc(name), True
+        except EngineUnavailable as exc:
+            log.warning("store %r from %s dropped: %s", name, peer, exc)
+            return None, False
+
+    def _next_id(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _mark_seen(self, key: tuple[str, int]) -> bool:
+        """Record an update id; False if it was already seen."""
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        return True
+
+    # -- local edits
+
+    def transact(self, name: str, sets: Mapping[str, str], deletes: Iterable[str]) -> dict[str, str | None]:
+        """Apply a local transaction, send its one update to every neighbour, return new values."""
+        d = self.doc(name)
+        deletes = list(deletes)
+        update = d.transact(sets, deletes)
+        if not update:
+            return {}
+        seq = self._next_id()
+        self._mark_seen((self.local_id, seq))
+        payload = encode_update(self.local_id, seq, name, update)
+        for peer in self.neighbours:
+            self._send_update(peer, name, payload)
+        out: dict[str, str | None] = dict.fromkeys(deletes)
+        out.update(sets)
+        return out
+
+    # -- membership
+
+    def _announce(self) -> None:
+        payload = encode_neighbours(self.neighbours)
+        for peer in self.neighbours:
+            self._send(peer, payload)
+
+    def peer_added(self, peer: str) -> None:
+        """A peer connected: announce neighbours, then send it step 1 for every store held."""
+        if peer in self.neighbours or peer == self.local_id:
+            return
+        self.neighbours[peer] = None
+        self._asked[peer] = set(self.docs)
+        self._held[peer] = {name: [] for name in self.docs}
+        self._announce()
+        for name, d in self.docs.items():
+            self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
+
+    def peer_removed(self, peer: str) -> None:
+        """A peer left: announce it, and repair what it was trusted to relay."""
+        if peer not in self.neighbours:
+            return
+        del self.neighbours[peer]
+        self._asked.pop(peer, None)
+        self._held.pop(peer, None)
+        self._parts.pop(peer, None)
+        lost = self.their_neighbours.pop(peer, frozenset())
+        self._announce()
+        self._resync(lost)
+
+    def _resync(self, peers: Iterable[str]) -> None:
+        for peer in peers:
+            if peer in self.neighbours:
+                self.stats.resyncs += 1
+                for name, d in self.docs.items():
+                    self._send(peer, encode_sync(K_SYNC_BOTH, name, Y_STEP1, d.state_vector()))
+
+    # -- incoming
+
+    def receive(self, peer: str, payload: bytes) -> None:
+        """Handle one store message from neighbour ``peer``; never raises on bad input."""
+        if payload[:2] == bytes((VERSION, K_PART)):
+            whole = self._reassemble(peer, payload)
+            if whole is None or whole[:2] == bytes((VERSION, K_PART)):
+                return
+            payload = whole
+        if payload[:2] == bytes((VERSION, K_BUNDLE)):
+            try:
+                r = Reader(payload)
+                r.pos = 2
+                count = r.varuint()
+                if count > MAX_BUNDLE:
+                    raise MalformedMessage(f"bundle of {count} messages")
+                parts = [r.varbytes() for _ in range(count)]
+                r.end()
+            except MalformedMessage as exc:
+                self.stats.rejected += 1
+                log.warning("malformed store bundle from %s dropped: %s", peer, exc)
+                return
+            for part in parts:
+                if part[:2] == bytes((VERSION, K_BUNDLE)):
+                    log.warning("nested store bundle from %s dropped", peer)
+                    continue
+                self.receive(peer, part)
+            return
+        try:
+            self._receive(peer, payload)
+        except MalformedMessage as exc:
+            self.stats.rejected += 1
+            log.warning("malformed store message from %s dropped: %s", peer, exc)
+        except CorruptUpdate as exc:
+            self.stats.rejected += 1
+            log.warning("store update from %s rejected: %s", peer, exc)
+
+    def _reassemble(self, peer: str, payload: bytes) -> bytes | None:
+        try:
+            r = Reader(payload)
+            r.pos = 2
+            msg_id, index, count = r.varuint(), r.varuint(), r.varuint()
+            data = r.varbytes(PART_SIZE)
+            r.end()
+            if not 0 < count <= -(-self.max_message // PART_SIZE):
+                raise MalformedMessage(f"a message of {count} parts is over the size limit")
+        except MalformedMessage as exc:
+            self.stats.rejected += 1
+            self._parts.pop(peer, None)
+            log.warning("malformed store message part from %s dropped: %s", peer, exc)
+            return None
+        current = self._parts.get(peer)
+        if index == 0:
+            current = (msg_id, [], count)
+        if current is None or current[0] != msg_id or current[2] != count or index != len(current[1]):
+            # Parts of one message arrive in order on a reliable link; anything else is bad.
+            self._parts.pop(peer, None)
+            log.warning("store message part from %s out of sequence: dropped", peer)
+            return None
+        current[1].append(data)
+        if len(current[1]) < count:
+            self._parts[peer] = current
+            return None
+        self._parts.pop(peer, None)
+        return b"".join(current[1])
+
+    def _receive(self, peer: str, payload: bytes) -> None:
+        if peer not in self.neighbours:
+            log.debug("store message from %s, not a neighbour, ignored", peer)
+            return
+        r = Reader(payload)
+        version = r.u8()
+        kind = r.u8()
+        if version != VERSION:
+            log.info("store message of version %d from %s ignored", version, peer)
+            return
+        if kind in (K_SYNC, K_SYNC_BOTH):
+            name = r.varstring(MAX_STORE_NAME_BYTES)
+            step, data = _read_y_sync(r)
+            self._on_sync(peer, kind, name, step, data)
+        elif kind == K_UPDATE:
+            origin = r.varstring(MAX_PEER_ID_BYTES)
+            seq = r.varuint()
+            name = r.varstring(MAX_STORE_NAME_BYTES)
+            step, data = _read_y_sync(r)
+            if step != Y_UPDATE:
+                raise MalformedMessage("UPDATE must carry a y-protocols update")
+            self._on_update(peer, origin, seq, name, data, payload)
+        elif kind == K_NEIGHBOURS:
+            count = r.varuint()
+            if count > MAX_NEIGHBOURS:
+                raise MalformedMessage(f"{count} neighbours is over the limit")
+            ids = frozenset(r.varstring(MAX_PEER_ID_BYTES) for _ in range(count))
+            r.end()
+            old = self.their_neighbours.get(peer, frozenset())
+            self.their_neighbours[peer] = ids
+            self._resync(old - ids)
+        else:
+            log.debug("store message of unknown kind %d from %s ignored", kind, peer)
+
+    def _on_sync(self, peer: str, kind: int, name: str, step: int, data: bytes) -> None:
+        if kind == K_SYNC_BOTH and step != Y_STEP1:
+            raise MalformedMessage("SYNC_BOTH must carry step 1")
+        d, _ = self._doc_for_peer(name, peer)
+        if d is None:
+            return
+        if step == Y_STEP1:
+            diff = d.encode_diff(data)
+            self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, diff))
+            for payload in self._held.get(peer, {}).pop(name, ()):
+                self._send(peer, payload)  # already in the diff, but harmless and in order
+            asked = self._asked.setdefault(peer, set())
+            if name not in asked or kind == K_SYNC_BOTH:
+                # We did not hold this store when the peer came: ask for its side too.
+                asked.add(name)
+                self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
+            return
+        before = d.state_vector()
+        changes = d.apply_update(data)
+        if changes:
+            self.events.append(StoreUpdated(name, changes, peer, peer))
+        if changes or d.state_vector() != before:
+            # It taught us something: pass it on as our own update, except where it came from.
+            seq = self._next_id()
+            self._mark_seen((self.local_id, seq))
+            self._forward(peer, name, encode_update(self.local_id, seq, name, data), origin=None)
+
+    def _on_update(self, peer: str, origin: str, seq: int, name: str, data: bytes, payload: bytes) -> None:
+        if origin == self.local_id or not self._mark_seen((origin, seq)):
+            return
+        d, _ = self._doc_for_peer(name, peer)
+        if d is None:
+            return
+        # A rejected update raises out of here and is not relayed.
+        changes = d.apply_update(data)
+        if changes:
+            self.events.append(StoreUpdated(name, changes, origin, peer))
+        self._forward(peer, name, payload, origin=origin)
+
+    def _send_update(self, peer: str, name: str, payload: bytes) -> None:
+        held = self._held.get(peer)
+        if held is not None and name in held:
+            held[name].append(payload)
+        else:
+            self._send(peer, payload)
+
+    def _forward(self, sender: str, name: str, payload: bytes, origin: str | None) -> None:
+        skip = self.their_neighbours.get(sender, frozenset())
+        for n in self.neighbours:
+            if n != sender and n != origin and n not in skip:
+                self.stats.forwarded += 1
+                self._send_update(n, name, payload)

@@ -1,0 +1,661 @@
+"""The replicated store: :class:`SharedDict` over :class:`~mpstore._docsync.DocSync`.
+
+Threads: every document belongs to the core thread. A :class:`StoreManager` is driven there by
+the core (``peer_added``, ``peer_removed``, ``message``, ``close``); user threads reach it through
+``StoreHost.call``. Each SharedDict keeps a mirror of its entries (the encoded strings), written
+only on the core thread under the store's lock, so reads never hop threads and a writer reads
+its own write as soon as the write returns. Observers run on the dispatcher thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol, TypeVar
+
+from ._docsync import PART_SIZE, DocSync, StoreUpdated, check_store_name, encode_bundle
+from ._errors import Closed, Timeout
+from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
+from .engines import Engine, load_engine
+from .engines.base import EngineDoc
+
+__all__ = [
+    "MISSING",
+    "PeerLike",
+    "SharedDict",
+    "StoreChange",
+    "StoreHost",
+    "StoreManager",
+    "Subscription",
+]
+
+log = logging.getLogger("mpstore.store")
+
+T = TypeVar("T")
+
+#: Store messages per second to one peer sent one by one; above it they go out in bundles
+#: every PACE_DELAY seconds, well under the session's per-peer message rate limit.
+STORE_MESSAGE_RATE = 1000.0
+PACE_DELAY = 0.01
+#: wait_for re-checks its predicate at least this often (seconds).
+WAIT_POLL = 0.1
+_NOTHING: Any = object()
+
+
+class PeerLike(Protocol):
+    """What the store needs of a peer (``mpstore.PeerID`` satisfies it)."""
+
+    @property
+    def id(self) -> str:
+        """The peer's hex id."""
+
+    @property
+    def display_name(self) -> str:
+        """The peer's display name."""
+
+
+class StoreHost(Protocol):
+    """What the core provides to the store manager."""
+
+    @property
+    def local_id(self) -> str:
+        """This node's own peer id."""
+
+    def call(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Run ``fn`` on the core thread and return its result (raises Closed after end_all)."""
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the core thread soon, without waiting."""
+
+    def dispatch(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the dispatcher thread, in order."""
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Core thread: run ``fn`` on the core thread after ``delay`` seconds."""
+
+    def send_sync(self, peer: Any, payload: bytes) -> None:
+        """Core thread: send one store message reliably to a connected peer."""
+
+    def connected_peers(self) -> list[Any]:
+        """Core thread: the connected peers."""
+
+    def peer_by_id(self, peer_id: str) -> Any | None:
+        """Core thread: any peer seen with this id, or None."""
+
+    def store_changed(self, store: SharedDict, change: StoreChange) -> None:
+        """Dispatcher thread: tell the user's MultipeerConnectivity.store_changed."""
+
+
+@dataclass(frozen=True)
+class StoreChange:
+    """What one transaction changed in a store.
+
+    ``changes`` maps each changed key to ``(old, new)``, with :data:`mpstore.MISSING` for an
+    absent side; ``from_peer`` is the PeerID the edit came from, or None for a local edit.
+    """
+
+    store: str
+    changes: Mapping[str, tuple[Any, Any]]
+    from_peer: Any | None
+
+    def __repr__(self) -> str:
+        return (
+            f"StoreChange(store={self.store!r}, changes={dict(self.changes)!r}, from_peer={self.from_peer!r})"
+        )
+
+
+class Subscription:
+    """A registered observer; :meth:`cancel` stops further callbacks."""
+
+    def __init__(self, store: SharedDict, callback: Callable[[StoreChange], Any]) -> None:
+        self._store = store
+        self.callback = callback
+        self.active = True
+
+    def cancel(self) -> None:
+        """Stop calling the callback (no call starts after this returns); idempotent."""
+        self._store._unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class _Batch:
+    __slots__ = ("deletes", "depth", "sets")
+
+    def __init__(self) -> None:
+        self.sets: dict[str, str] = {}
+        self.deletes: set[str] = set()
+        self.depth = 0
+
+
+def _decode(raw: str) -> Any:
+    return decode_value(raw)
+
+
+class SharedDict(MutableMapping[str, Any]):
+    """A dictionary replicated to every connected peer (a ``MutableMapping``; any thread)."""
+
+    def __init__(self, manager: StoreManager, name: str, entries: dict[str, str]) -> None:
+        self._manager = manager
+        self._name = name
+        self._data = entries
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._version = 0
+        self._closed = False
+        self._subs: list[Subscription] = []
+        self._local = threading.local()
+
+    @property
+    def name(self) -> str:
+        """The store's name."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<SharedDict {self._name!r} with {len(self)} keys>"
+
+    # -- reads (mirror; overlay of the calling thread's open batch)
+
+    def _batch(self) -> _Batch | None:
+        return getattr(self._local, "batch", None)
+
+    def _raw(self, key: str) -> str | None:
+        b = self._batch()
+        if b is not None:
+            if key in b.sets:
+                return b.sets[key]
+            if key in b.deletes:
+                return None
+        with self._lock:
+            return self._data.get(key)
+
+    def _snapshot(self) -> dict[str, str]:
+        with self._lock:
+            view = dict(self._data)
+        b = self._batch()
+        if b is not None:
+            for k in b.deletes:
+                view.pop(k, None)
+            view.update(b.sets)
+        return view
+
+    def __getitem__(self, key: str) -> Any:
+        raw = self._raw(key)
+        if raw is None:
+            raise KeyError(key)
+        return _decode(raw)
+
+    def __contains__(self, key: object) -> bool:
+        return type(key) is str and self._raw(key) is not None
+
+    def __len__(self) -> int:
+        if self._batch() is None:
+            with self._lock:
+                return len(self._data)
+        return len(self._snapshot())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._snapshot()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain deep copy of the current contents."""
+        return {k: _decode(v) for k, v in self._snapshot().items()}
+
+    def items(self) -> Any:
+        """A list of ``(key, value)`` pairs, taken at once (a consistent snapshot)."""
+        return list(self.to_dict().items())
+
+    def values(self) -> Any:
+        """A list of the values, taken at once."""
+        return list(self.to_dict().values())
+
+    def keys(self) -> Any:
+        """A list of the keys, taken at once."""
+        return list(self._snapshot())
+
+    # -- writes
+
+    def _commit(self, sets: dict[str, str], deletes: list[str]) -> None:
+        b = self._batch()
+        if b is not None:
+            for k in deletes:
+                b.sets.pop(k, None)
+                b.deletes.add(k)
+            for k, v in sets.items():
+                b.deletes.discard(k)
+                b.sets[k] = v
+            return
+        if sets or deletes:
+            self._manager._call(lambda: self._manager._transact(self, sets, deletes))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        check_key(key)
+        self._commit({key: encode_value(value)}, [])
+
+    def __delitem__(self, key: str) -> None:
+        check_key(key)
+        if self._batch() is not None:
+            if self._raw(key) is None:
+                raise KeyError(key)
+            self._commit({}, [key])
+            return
+
+        def core() -> None:
+            if key not in self._data:
+                raise KeyError(key)
+            self._manager._transact(self, {}, [key])
+
+        self._manager._call(core)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set many keys in one transaction (one update on the wire)."""
+        new = dict(other)
+        new.update(kwargs)
+        sets = {check_key(k): encode_value(v) for k, v in new.items()}
+        self._commit(sets, [])
+
+    def pop(self, key: str, default: Any = _NOTHING) -> Any:
+        """Remove ``key`` and return its value (or ``default``; KeyError without one)."""
+        check_key(key)
+        if self._batch() is not None:
+            raw = self._raw(key)
+            if raw is None:
+                if default is _NOTHING:
+                    raise KeyError(key)
+                return default
+            self._commit({}, [key])
+            return _decode(raw)
+
+        def core() -> str | None:
+            raw = self._data.get(key)
+            if raw is not None:
+                self._manager._transact(self, {}, [key])
+            return raw
+
+        raw = self._manager._call(core)
+        if raw is None:
+            if default is _NOTHING:
+                raise KeyError(key)
+            return default
+        return _decode(raw)
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return some ``(key, value)`` pair; KeyError when empty."""
+        if self._batch() is not None:
+            snap = self._snapshot()
+            if not snap:
+                raise KeyError("popitem(): store is empty")
+            key = next(reversed(snap))
+            self._commit({}, [key])
+            return key, _decode(snap[key])
+
+        def core() -> tuple[str, str]:
+            if not self._data:
+                raise KeyError("popitem(): store is empty")
+            key = next(reversed(self._data))
+            raw = self._data[key]
+            self._manager._transact(self, {}, [key])
+            return key, raw
+
+        key, raw = self._manager._call(core)
+        return key, _decode(raw)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key``, first setting it to ``default`` if absent (atomically)."""
+        check_key(key)
+        enc = encode_value(default)
+        if self._batch() is not None:
+            raw = self._raw(key)
+            if raw is None:
+                self._commit({key: enc}, [])
+                raw = enc
+            return _decode(raw)
+
+        def core() -> str:
+            raw = self._data.get(key)
+            if raw is None:
+                self._manager._transact(self, {key: enc}, [])
+                return enc
+            return raw
+
+        return _decode(self._manager._call(core))
+
+    def clear(self) -> None:
+        """Delete every key in one transaction."""
+        if self._batch() is not None:
+            self._commit({}, list(self._snapshot()))
+            return
+        self._manager._call(lambda: self._manager._transact(self, {}, list(self._data)))
+
+    def batch(self) -> _BatchContext:
+        """A context manager: every write inside it is one transaction, sent as one update.
+
+        Reads inside see the batch's own writes; an exception inside discards them. Batches
+        belong to the thread that opened them; nested batches join the outer one.
+        """
+        return _BatchContext(self)
+
+    # -- observers and waiting
+
+    def observe(self, callback: Callable[[StoreChange], Any]) -> Subscription:
+        """Call ``callback(change)`` on the dispatcher thread after each change."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        sub = Subscription(self, callback)
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            sub.active = False
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    def wait_for(self, predicate: Callable[[SharedDict], Any], timeout: float | None = None) -> None:
+        """Block until ``predicate(self)`` is true; :class:`mpstore.Timeout` (a TimeoutError)
+        when ``timeout`` seconds pass first, :class:`mpstore.Closed` if the store is closed.
+
+        The predicate runs on the calling thread after every change of this store, and at
+        least every WAIT_POLL seconds (so it may also look at other stores or the clock).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                version = self._version
+                closed = self._closed
+            if predicate(self):
+                return
+            if closed:
+                raise Closed(f"store {self._name!r} is closed")
+            with self._cond:
+                if self._version != version or self._closed:
+                    continue
+                slice_ = WAIT_POLL
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise Timeout(f"store {self._name!r}: condition not met in {timeout} s")
+                    slice_ = min(slice_, remaining)
+                self._cond.wait(slice_)
+
+    # -- core thread side
+
+    def _apply(self, changes: Mapping[str, str | None]) -> dict[str, tuple[Any, Any]]:
+        """Core thread: write changes into the mirror; return the visible ``(old, new)``."""
+        out: dict[str, tuple[Any, Any]] = {}
+        with self._cond:
+            for key, raw in changes.items():
+                new_value: Any = MISSING
+                if raw is not None:
+                    try:
+                        new_value = decode_value(raw)
+                    except ValueDecodeError as exc:
+                        log.warning("store %r key %r: undecodable value hidden: %s", self._name, key, exc)
+                        raw = None
+                old_raw = self._data.get(key)
+                if old_raw == raw:
+                    continue
+                if raw is None:
+                    del self._data[key]
+                else:
+                    self._data[key] = raw
+                out[key] = (MISSING if old_raw is None else decode_value(old_raw), new_value)
+            if out:
+                self._version += 1
+                self._cond.notify_all()
+        return out
+
+    def _deliver(self, change: StoreChange) -> None:
+        """Dispatcher thread: run the observers, then the host's store_changed."""
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            if not sub.active:
+                continue
+            try:
+                sub.callback(change)
+            except Exception:
+                log.exception("store %r observer %r raised", self._name, sub.callback)
+        try:
+            self._manager._host.store_changed(self, change)
+        except Exception:
+            log.exception("store_changed raised for store %r", self._name)
+
+    def _close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _BatchContext:
+    def __init__(self, store: SharedDict) -> None:
+        self._store = store
+
+    def __enter__(self) -> SharedDict:
+        st = self._store
+        b = st._batch()
+        if b is None:
+            b = _Batch()
+            st._local.batch = b
+        b.depth += 1
+        return st
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        st = self._store
+        b = st._batch()
+        assert b is not None
+        b.depth -= 1
+        if b.depth:
+            return
+        st._local.batch = None
+        if exc_type is None and (b.sets or b.deletes):
+            sets, deletes = b.sets, [k for k in b.deletes if k not in b.sets]
+            st._manager._call(lambda: st._manager._transact(st, sets, deletes))
+
+
+class StoreManager:
+    """All stores of one MultipeerConnectivity; the core drives it on the core thread."""
+
+    def __init__(
+        self,
+        host: StoreHost,
+        engine: str | Engine | None = None,
+        *,
+        max_stores: int = 1024,
+    ) -> None:
+        self._host = host
+        local_id = host.local_id
+        self._engine_choice = engine
+        self._engine: Engine | None = engine if isinstance(engine, Engine) else None
+        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores)
+        self._stores: dict[str, SharedDict] = {}
+        self._peers: dict[str, Any] = {}
+        self._queues: dict[str, list[bytes]] = {}
+        self._buckets: dict[str, list[float]] = {}
+        self._pacing = False
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def engine_name(self) -> str | None:
+        """The loaded engine's name, or None before the first store needed one."""
+        return None if self._engine is None else self._engine.name
+
+    @property
+    def docsync(self) -> DocSync:
+        """The sans-IO replication state (core thread only)."""
+        return self._sync
+
+    def _new_doc(self) -> EngineDoc:
+        if self._engine is None:
+            choice = self._engine_choice
+            self._engine = load_engine(choice if isinstance(choice, str) else None)
+        return self._engine.new_doc()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise Closed("the store was closed (end_all)")
+        return self._host.call(fn)
+
+    # -- user side
+
+    def shared_dict(self, name: str) -> SharedDict:
+        """The store ``name`` (the same object for the same name); any thread."""
+        check_store_name(name)
+        with self._lock:
+            store = self._stores.get(name)
+        if store is not None:
+            return store
+        return self._call(lambda: self._open(name))
+
+    def _open(self, name: str) -> SharedDict:
+        with self._lock:
+            store = self._stores.get(name)
+            if store is not None:
+                return store
+        doc = self._sync.doc(name)
+        entries: dict[str, str] = {}
+        for key, raw in doc.items():
+            try:
+                decode_value(raw)
+            except ValueDecodeError as exc:
+                log.warning("store %r key %r: undecodable value hidden: %s", name, key, exc)
+                continue
+            entries[key] = raw
+        store = SharedDict(self, name, entries)
+        with self._lock:
+            self._stores[name] = store
+        return store
+
+    def stores(self) -> list[SharedDict]:
+        """The stores opened so far."""
+        with self._lock:
+            return list(self._stores.values())
+
+    # -- core thread
+
+    def _transact(self, store: SharedDict, sets: dict[str, str], deletes: list[str]) -> None:
+        raw = self._sync.transact(store.name, sets, deletes)
+        self._flush()
+        self._report(store, raw, None)
+
+    def _report(self, store: SharedDict, raw: Mapping[str, str | None], peer: Any | None) -> None:
+        if not raw:
+            return
+        changes = store._apply(raw)
+        if changes:
+            change = StoreChange(store.name, MappingProxyType(changes), peer)
+            self._host.dispatch(lambda: store._deliver(change))
+
+    def _flush(self) -> None:
+        for pid, payload in self._sync.take_outbox():
+            queue = self._queues.get(pid)
+            if queue is None and self._take_token(pid):
+                self._send_now(pid, payload)
+                continue
+            if queue is None:
+                queue = self._queues[pid] = []
+            queue.append(payload)
+            if not self._pacing:
+                self._pacing = True
+                self._host.call_later(PACE_DELAY, self._pace)
+        for ev in self._sync.take_events():
+            self._event(ev)
+
+    def _take_token(self, pid: str) -> bool:
+        now = time.monotonic()
+        bucket = self._buckets.get(pid)
+        if bucket is None:
+            bucket = self._buckets[pid] = [STORE_MESSAGE_RATE, now]
+        bucket[0] = min(STORE_MESSAGE_RATE, bucket[0] + (now - bucket[1]) * STORE_MESSAGE_RATE)
+        bucket[1] = now
+        if bucket[0] >= 1:
+            bucket[0] -= 1
+            return True
+        return False
+
+    def _pace(self) -> None:
+        """Core thread: send what waited, as few bundles as the size limit allows."""
+        self._pacing = False
+        if self._closed:
+            return
+        queues, self._queues = self._queues, {}
+        for pid, queue in queues.items():
+            group: list[bytes] = []
+            size = 0
+            for payload in queue:
+                if group and size + len(payload) > PART_SIZE:
+                    self._send_group(pid, group)
+                    group, size = [], 0
+                group.append(payload)
+                size += len(payload)
+            self._send_group(pid, group)
+
+    def _send_group(self, pid: str, group: list[bytes]) -> None:
+        self._send_now(pid, group[0] if len(group) == 1 else encode_bundle(group))
+
+    def _send_now(self, pid: str, payload: bytes) -> None:
+        peer = self._peers.get(pid)
+        if peer is None:
+            return
+        try:
+            self._host.send_sync(peer, payload)
+        except Exception as exc:
+            log.warning("store message to %r not sent: %s", peer, exc)
+
+    def _event(self, ev: StoreUpdated) -> None:
+        with self._lock:
+            store = self._stores.get(ev.name)
+        if store is None:
+            return  # kept in the document; the mirror is built when the store is opened
+        peer = self._host.peer_by_id(ev.origin) or self._peers.get(ev.via)
+        self._report(store, ev.changes, peer)
+
+    def peer_added(self, peer: Any) -> None:
+        """Core thread: a peer connected; sync every store with it."""
+        self._guard(self._peer_added, peer)
+
+    def _peer_added(self, peer: Any) -> None:
+        self._peers[peer.id] = peer
+        self._sync.peer_added(peer.id)
+
+    def peer_removed(self, peer: Any) -> None:
+        """Core thread: a peer left."""
+        self._guard(self._peer_removed, peer)
+
+    def _peer_removed(self, peer: Any) -> None:
+        self._sync.peer_removed(peer.id)
+        self._peers.pop(peer.id, None)
+        self._queues.pop(peer.id, None)
+        self._buckets.pop(peer.id, None)
+
+    def message(self, peer: Any, payload: bytes) -> None:
+        """Core thread: a store message from ``peer``."""
+        self._guard(self._sync.receive, peer.id, payload)
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._closed:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("store: internal error; the stores carry on")
+        try:
+            self._flush()
+        except Exception:
+            log.exception("store: failed to hand out messages or changes")
+
+    def close(self) -> None:
+        """Core thread: stop; later writes raise Closed, waiters wake with Closed."""
+        self._closed = True
+        for store in self.stores():
+            store._close()

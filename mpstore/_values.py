@@ -1,0 +1,176 @@
+"""Exact Python values <-> the one string an engine stores per key.
+
+A value is encoded as compact JSON text. JSON's own types carry None, bool, str, list and
+dict with str keys as they are; ints and floats keep their type because Python writes every
+float with a '.' or an exponent (``1.0``, ``1e+16``) and every int without. What JSON cannot say
+is carried by a one-key object whose key starts with ``$`` (a *tag*):
+
+* ``{"$b": "<base64>"}``: bytes (standard alphabet, padded);
+* ``{"$i": "<hex>"}``: an int outside JavaScript's safe range (|n| > 2**53 - 1), lowercase hex
+  digits with a leading ``-`` when negative, so any size survives and a browser can use BigInt;
+* ``{"$f": "NaN" | "Infinity" | "-Infinity"}``: the floats JSON has no literal for.
+
+A dict key that starts with ``$`` is written with one more ``$`` in front (``"$x"`` ->
+``"$$x"``), so a user dict never looks like a tag. Decoding is strict: anything else that starts
+with a single ``$`` is refused, as is text that is not JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Any, Final
+
+__all__ = ["MISSING", "ValueDecodeError", "check_key", "decode_value", "encode_value"]
+
+_SAFE_INT: Final = 2**53 - 1
+_TAGS: Final = frozenset({"$b", "$i", "$f"})
+_FLOAT_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class _Missing:
+    """The type of :data:`MISSING`; one instance only."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "mpstore.MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+#: Marks the absent side of a change: ``(MISSING, 3)`` is an insertion, ``(3, MISSING)`` a delete.
+MISSING: Final = _Missing()
+
+
+class ValueDecodeError(ValueError):
+    """A stored string is not a value this codec writes (a peer's bad or foreign data)."""
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a str that UTF-8 can carry, else raise TypeError."""
+    if type(key) is not str:
+        raise TypeError(f"store keys must be str, not {type(key).__name__}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TypeError(f"store key {key!r} holds a lone surrogate (not UTF-8)") from None
+    return key
+
+
+def _to_json(value: object, path: list[int]) -> Any:
+    t = type(value)
+    if value is None or t is bool or t is str:
+        return value
+    if t is int:
+        n: int = value  # type: ignore[assignment]
+        if -_SAFE_INT <= n <= _SAFE_INT:
+            return n
+        return {"$i": ("-" + format(-n, "x")) if n < 0 else format(n, "x")}
+    if t is float:
+        f: float = value  # type: ignore[assignment]
+        if math.isfinite(f):
+            return f
+        return {"$f": "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity")}
+    if t is bytes:
+        return {"$b": base64.b64encode(value).decode("ascii")}  # type: ignore[arg-type]
+    if t is list or t is dict:
+        if id(value) in path:
+            raise TypeError("store values cannot contain themselves (a reference cycle)")
+        path.append(id(value))
+        try:
+            if t is list:
+                return [_to_json(v, path) for v in value]  # type: ignore[attr-defined]
+            out: dict[str, Any] = {}
+            for k, v in value.items():  # type: ignore[attr-defined]
+                if type(k) is not str:
+                    raise TypeError(
+                        f"dict keys in store values must be str, not {type(k).__name__}"
+                    )
+                out["$" + k if k.startswith("$") else k] = _to_json(v, path)
+            return out
+        finally:
+            path.pop()
+    raise TypeError(
+        f"store values must be None, bool, int, float, str, bytes, list or dict (exact types), "
+        f"not {t.__module__}.{t.__qualname__}"
+    )
+
+
+def encode_value(value: object) -> str:
+    """Encode ``value`` to its stored string; TypeError for anything not storable exactly."""
+    try:
+        obj = _to_json(value, [])
+    except RecursionError:
+        raise TypeError("store value is nested too deeply") from None
+    text = _ENCODER.encode(obj)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates: JSON's \\u escapes carry them, UTF-8 cannot.
+        text = _ASCII_ENCODER.encode(obj)
+    return text
+
+
+def _tag(d: dict[str, Any]) -> object:
+    ((tag, arg),) = d.items()
+    if type(arg) is not str:
+        raise ValueDecodeError(f"tag {tag} needs a string argument")
+    if tag == "$b":
+        try:
+            return base64.b64decode(arg.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError) as exc:
+            raise ValueDecodeError(f"bad base64 in $b: {exc}") from None
+    if tag == "$i":
+        neg = arg.startswith("-")
+        digits = arg[1:] if neg else arg
+        if not digits or digits.strip("0123456789abcdef"):
+            raise ValueDecodeError("bad hex in $i")
+        n = int(digits, 16)
+        return -n if neg else n
+    if arg not in _FLOAT_NAMES:
+        raise ValueDecodeError(f"unknown $f value {arg!r}")
+    return _FLOAT_NAMES[arg]
+
+
+def _hook(pairs: list[tuple[str, Any]]) -> object:
+    if len(pairs) == 1 and pairs[0][0] in _TAGS:
+        return _tag(dict(pairs))
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k.startswith("$"):
+            if not k.startswith("$$"):
+                raise ValueDecodeError(f"unknown tag or unescaped key {k!r}")
+            k = k[1:]
+        out[k] = v
+    return out
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueDecodeError(f"bare {name} is not valid here")
+
+
+def decode_value(text: str) -> object:
+    """Decode a stored string back to the exact value; ValueDecodeError if it is not ours."""
+    try:
+        return _DECODER.decode(text)
+    except ValueDecodeError:
+        raise
+    except (ValueError, RecursionError, TypeError) as exc:
+        raise ValueDecodeError(f"not a stored value: {exc}") from None
+
+
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ASCII_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_hook, parse_constant=_refuse_constant)

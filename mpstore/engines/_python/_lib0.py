@@ -1,0 +1,300 @@
+"""lib0 binary encoding (var-uint, var-int, strings, the ``Any`` value format) as Yjs uses it.
+
+Every read is bounds-checked against the input and raises :class:`mpstore.CorruptUpdate`; counts
+are capped by the bytes left, so a hostile length cannot make us allocate more than the input
+justifies.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..._errors import CorruptUpdate
+
+__all__ = [
+    "MAX_ANY_DEPTH",
+    "UNDEFINED",
+    "AnyValue",
+    "BigInt",
+    "Float32",
+    "Reader",
+    "write_any",
+    "write_var_int",
+    "write_var_string",
+    "write_var_uint",
+]
+
+#: Nesting limit for arrays/objects inside one ``Any`` value (hostile input guard).
+MAX_ANY_DEPTH = 200
+_U64_MAX = (1 << 64) - 1
+_I64_LIMIT = 1 << 63
+
+
+class _Undefined:
+    """JavaScript ``undefined`` (Any tag 127), kept so that foreign values re-encode exactly."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED = _Undefined()
+
+
+class Float32:
+    """A float32 (Any tag 124), kept as its 4 raw big-endian bytes so it re-encodes exactly."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    @property
+    def value(self) -> float:
+        """The number."""
+        return float(struct.unpack(">f", self.raw)[0])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Float32) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"Float32({self.value!r})"
+
+
+class BigInt:
+    """A 64-bit BigInt (Any tag 122)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BigInt) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"BigInt({self.value!r})"
+
+
+#: A decoded ``Any``: str, None, bool, int (var-int), float (float64), Float32, BigInt, bytes,
+#: UNDEFINED, list of AnyValue, dict of str -> AnyValue.
+AnyValue = (
+    str | None | bool | int | float | Float32 | BigInt | bytes | _Undefined | list | dict  # type: ignore[type-arg]
+)
+
+
+class Reader:
+    """A cursor over bytes with lib0 decoding primitives."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+
+    def remaining(self) -> int:
+        """Bytes left to read."""
+        return self.end - self.pos
+
+    def fail(self, what: str) -> CorruptUpdate:
+        """A CorruptUpdate naming the position."""
+        return CorruptUpdate(f"{what} at byte {self.pos}")
+
+    def read_u8(self) -> int:
+        """One byte."""
+        pos = self.pos
+        if pos >= self.end:
+            raise self.fail("unexpected end of input")
+        self.pos = pos + 1
+        return self.data[pos]
+
+    def read_var_uint(self) -> int:
+        """An unsigned LEB128 integer of at most 64 bits."""
+        data = self.data
+        pos = self.pos
+        end = self.end
+        if pos >= end:
+            raise self.fail("unexpected end of input")
+        b = data[pos]
+        pos += 1
+        if b < 0x80:
+            self.pos = pos
+            return b
+        num = b & 0x7F
+        shift = 7
+        while True:
+            if pos >= end:
+                self.pos = pos
+                raise self.fail("unexpected end of input in var-uint")
+            b = data[pos]
+            pos += 1
+            num |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                self.pos = pos
+                raise self.fail("var-uint longer than 10 bytes")
+        self.pos = pos
+        if num > _U64_MAX:
+            raise self.fail("var-uint over 64 bits")
+        return num
+
+    def read_var_int(self) -> int:
+        """lib0's signed var-int: sign bit in the first byte, magnitude below 2**63."""
+        b = self.read_u8()
+        num = b & 0x3F
+        negative = b & 0x40
+        shift = 6
+        while b & 0x80:
+            b = self.read_u8()
+            num |= (b & 0x7F) << shift
+            shift += 7
+            if shift > 70:
+                raise self.fail("var-int too long")
+        if num >= _I64_LIMIT:
+            raise self.fail("var-int out of range")
+        return -num if negative else num
+
+    def read_bytes(self, n: int) -> bytes:
+        """Exactly ``n`` raw bytes."""
+        pos = self.pos
+        if n > self.end - pos:
+            raise self.fail("length beyond end of input")
+        self.pos = pos + n
+        return self.data[pos : pos + n]
+
+    def read_var_bytes(self) -> bytes:
+        """A var-uint length then that many bytes."""
+        return self.read_bytes(self.read_var_uint())
+
+    def read_var_string(self) -> str:
+        """A var-uint byte length then UTF-8 (strictly valid)."""
+        raw = self.read_bytes(self.read_var_uint())
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail("invalid UTF-8") from None
+
+    def read_count(self, min_size: int = 1) -> int:
+        """A var-uint element count, capped by the bytes left (each element takes ``min_size``)."""
+        n = self.read_var_uint()
+        if n * min_size > self.end - self.pos:
+            raise self.fail(f"count {n} larger than the input allows")
+        return n
+
+    def read_any(self, depth: int = 0) -> AnyValue:
+        """One lib0 ``Any`` value."""
+        tag = self.read_u8()
+        if tag == 119:
+            return self.read_var_string()
+        if tag == 126:
+            return None
+        if tag == 125:
+            return self.read_var_int()
+        if tag == 123:
+            return float(struct.unpack(">d", self.read_bytes(8))[0])
+        if tag == 124:
+            return Float32(self.read_bytes(4))
+        if tag == 120:
+            return True
+        if tag == 121:
+            return False
+        if tag == 127:
+            return UNDEFINED
+        if tag == 122:
+            return BigInt(int(struct.unpack(">q", self.read_bytes(8))[0]))
+        if tag == 116:
+            return self.read_var_bytes()
+        if tag == 117 or tag == 118:
+            if depth >= MAX_ANY_DEPTH:
+                raise self.fail("Any value nested too deeply")
+            if tag == 117:
+                n = self.read_count(1)
+                return [self.read_any(depth + 1) for _ in range(n)]
+            n = self.read_count(2)
+            obj: dict[str, AnyValue] = {}
+            for _ in range(n):
+                key = self.read_var_string()
+                obj[key] = self.read_any(depth + 1)
+            return obj
+        raise self.fail(f"unknown Any tag {tag}")
+
+
+def write_var_uint(buf: bytearray, num: int) -> None:
+    """Append an unsigned LEB128 integer."""
+    while num > 0x7F:
+        buf.append(0x80 | (num & 0x7F))
+        num >>= 7
+    buf.append(num)
+
+
+def write_var_int(buf: bytearray, num: int) -> None:
+    """Append lib0's signed var-int."""
+    negative = num < 0
+    if negative:
+        num = -num
+    buf.append((0x80 if num > 0x3F else 0) | (0x40 if negative else 0) | (num & 0x3F))
+    num >>= 6
+    while num > 0:
+        buf.append((0x80 if num > 0x7F else 0) | (num & 0x7F))
+        num >>= 7
+
+
+def write_var_string(buf: bytearray, s: str) -> None:
+    """Append a var-uint byte length and the UTF-8 of ``s``."""
+    raw = s.encode("utf-8")
+    write_var_uint(buf, len(raw))
+    buf += raw
+
+
+def write_any(buf: bytearray, value: AnyValue) -> None:
+    """Append one lib0 ``Any`` value, inverse of :meth:`Reader.read_any`."""
+    if isinstance(value, str):
+        buf.append(119)
+        write_var_string(buf, value)
+    elif value is None:
+        buf.append(126)
+    elif value is True:
+        buf.append(120)
+    elif value is False:
+        buf.append(121)
+    elif isinstance(value, int):
+        buf.append(125)
+        write_var_int(buf, value)
+    elif isinstance(value, float):
+        buf.append(123)
+        buf += struct.pack(">d", value)
+    elif isinstance(value, Float32):
+        buf.append(124)
+        buf += value.raw
+    elif isinstance(value, BigInt):
+        buf.append(122)
+        buf += struct.pack(">q", value.value)
+    elif isinstance(value, bytes):
+        buf.append(116)
+        write_var_uint(buf, len(value))
+        buf += value
+    elif isinstance(value, _Undefined):
+        buf.append(127)
+    elif isinstance(value, list):
+        buf.append(117)
+        write_var_uint(buf, len(value))
+        for v in value:
+            write_any(buf, v)
+    elif isinstance(value, dict):
+        buf.append(118)
+        write_var_uint(buf, len(value))
+        for k, v in value.items():
+            write_var_string(buf, k)
+            write_any(buf, v)
+    else:
+        raise TypeError(f"not an Any value: {type(value).__name__}")

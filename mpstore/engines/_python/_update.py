@@ -1,0 +1,207 @@
+"""Update format v1: decoding into struct refs and a delete set, and the pieces of encoding."""
+
+from __future__ import annotations
+
+from ..._errors import CorruptUpdate
+from ._lib0 import AnyValue, Reader, write_var_uint
+from ._structs import (
+    GC,
+    ID,
+    TYPE_REFS_ACCEPTED,
+    TYPE_XML_ELEMENT,
+    Content,
+    ContentAny,
+    ContentBinary,
+    ContentDeleted,
+    ContentDoc,
+    ContentEmbed,
+    ContentFormat,
+    ContentJSON,
+    ContentString,
+    ContentType,
+    Item,
+    Skip,
+    YType,
+)
+
+__all__ = [
+    "MAX_CLOCK",
+    "DeleteSet",
+    "Refs",
+    "decode_state_vector",
+    "decode_update",
+    "encode_delete_set",
+    "encode_state_vector",
+]
+
+#: yrs keeps clocks in u32: no struct or deleted range may end beyond this.
+MAX_CLOCK = 0xFFFFFFFF
+
+Refs = dict[int, list["Item | GC | Skip"]]
+#: client -> list of (clock, length) ranges
+DeleteSet = dict[int, list[tuple[int, int]]]
+
+
+def _read_content(r: Reader, ref: int) -> Content:
+    if ref == 8:
+        n = r.read_count(1)
+        if n == 1 and r.pos < r.end and r.data[r.pos] == 119:
+            r.pos += 1
+            return ContentAny([r.read_var_string()])
+        arr: list[AnyValue] = [r.read_any() for _ in range(n)]
+        return ContentAny(arr)
+    if ref == 1:
+        return ContentDeleted(r.read_var_uint())
+    if ref == 4:
+        return ContentString(r.read_var_string())
+    if ref == 7:
+        type_ref = r.read_var_uint()
+        if type_ref not in TYPE_REFS_ACCEPTED:
+            raise r.fail(f"unsupported type ref {type_ref}")
+        node_name = r.read_var_string() if type_ref == TYPE_XML_ELEMENT else None
+        return ContentType(YType(type_ref, None, node_name))
+    if ref == 2:
+        n = r.read_count(1)
+        return ContentJSON([r.read_var_string() for _ in range(n)])
+    if ref == 3:
+        return ContentBinary(r.read_var_bytes())
+    if ref == 5:
+        return ContentEmbed(r.read_var_string())
+    if ref == 6:
+        key = r.read_var_string()
+        return ContentFormat(key, r.read_var_string())
+    if ref == 9:
+        guid = r.read_var_string()
+        return ContentDoc(guid, r.read_any())
+    raise r.fail(f"unknown content ref {ref}")
+
+
+def _read_id(r: Reader) -> ID:
+    return (r.read_var_uint(), r.read_var_uint())
+
+
+def decode_update(data: bytes) -> tuple[Refs, DeleteSet]:
+    """Parse a v1 update fully (nothing is applied); raise CorruptUpdate on any defect."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CorruptUpdate("an update must be bytes")
+    r = Reader(bytes(data))
+    refs: Refs = {}
+    names: dict[str, str] = {}
+    n_clients = r.read_count(2)
+    for _ in range(n_clients):
+        n_structs = r.read_count(2)
+        client = r.read_var_uint()
+        clock = r.read_var_uint()
+        if client in refs:
+            raise r.fail(f"client {client} listed twice")
+        structs: list[Item | GC | Skip] = []
+        refs[client] = structs
+        for _ in range(n_structs):
+            info = r.read_u8()
+            ref = info & 0x1F
+            s: Item | GC | Skip
+            if ref == 0 or ref == 10:
+                length = r.read_var_uint()
+                s = GC(client, clock, length) if ref == 0 else Skip(client, clock, length)
+            else:
+                origin = _read_id(r) if info & 0x80 else None
+                right_origin = _read_id(r) if info & 0x40 else None
+                parent: str | ID | None = None
+                sub: str | None = None
+                if not info & 0xC0:
+                    kind = r.read_var_uint()
+                    if kind == 1:
+                        name = r.read_var_string()
+                        parent = names.setdefault(name, name)
+                    elif kind == 0:
+                        parent = _read_id(r)
+                    else:
+                        raise r.fail(f"bad parent info {kind}")
+                    if info & 0x20:
+                        sub = r.read_var_string()
+                for dep in (origin, right_origin, parent):
+                    if type(dep) is tuple and dep[0] == client and dep[1] >= clock:
+                        raise r.fail("item depends on its own or a later clock")
+                content = _read_content(r, ref)
+                length = content.length()
+                s = Item(client, clock, origin, right_origin, parent, sub, content, length)
+            if length < 1:
+                continue  # occupies no clock (yrs can emit an empty string item): nothing to keep
+            clock += length
+            if clock > MAX_CLOCK:
+                raise r.fail("clock beyond 2**32")
+            structs.append(s)
+        if not structs:
+            del refs[client]
+    ds = _read_delete_set(r)
+    if r.pos != r.end:
+        raise r.fail("trailing bytes after the delete set")
+    return refs, ds
+
+
+def _read_delete_set(r: Reader) -> DeleteSet:
+    ds: DeleteSet = {}
+    n_clients = r.read_count(2)
+    for _ in range(n_clients):
+        client = r.read_var_uint()
+        n = r.read_count(2)
+        ranges = ds.setdefault(client, [])
+        for _ in range(n):
+            clock = r.read_var_uint()
+            length = r.read_var_uint()
+            if clock + length > MAX_CLOCK:
+                raise r.fail("deleted range beyond 2**32")
+            if length:
+                ranges.append((clock, length))
+        if not ranges:
+            del ds[client]
+    return ds
+
+
+def encode_delete_set(buf: bytearray, ds: DeleteSet) -> None:
+    """Append a delete set, clients in descending order, ranges sorted and merged."""
+    out: list[tuple[int, list[tuple[int, int]]]] = []
+    for client in sorted(ds, reverse=True):
+        merged: list[tuple[int, int]] = []
+        for clock, length in sorted(ds[client]):
+            if merged:
+                pclock, plen = merged[-1]
+                if clock <= pclock + plen:
+                    end = max(pclock + plen, clock + length)
+                    merged[-1] = (pclock, end - pclock)
+                    continue
+            merged.append((clock, length))
+        if merged:
+            out.append((client, merged))
+    write_var_uint(buf, len(out))
+    for client, ranges in out:
+        write_var_uint(buf, client)
+        write_var_uint(buf, len(ranges))
+        for clock, length in ranges:
+            write_var_uint(buf, clock)
+            write_var_uint(buf, length)
+
+
+def decode_state_vector(data: bytes) -> dict[int, int]:
+    """Parse an encoded state vector; raise CorruptUpdate on any defect."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CorruptUpdate("a state vector must be bytes")
+    r = Reader(bytes(data))
+    sv: dict[int, int] = {}
+    n = r.read_count(2)
+    for _ in range(n):
+        client = r.read_var_uint()
+        sv[client] = r.read_var_uint()
+    if r.pos != r.end:
+        raise r.fail("trailing bytes after the state vector")
+    return sv
+
+
+def encode_state_vector(sv: dict[int, int]) -> bytes:
+    """Encode a state vector, clients in descending order (as Yjs does)."""
+    buf = bytearray()
+    write_var_uint(buf, len(sv))
+    for client in sorted(sv, reverse=True):
+        write_var_uint(buf, client)
+        write_var_uint(buf, sv[client])
+    return bytes(buf)

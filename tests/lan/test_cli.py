@@ -1,0 +1,112 @@
+"""The command line: --version, chat between two processes over TLS on loopback, the demo."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from mpstore import __version__
+from mpstore.cli import main
+
+pytest.importorskip("zeroconf")
+pytest.importorskip("cryptography")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"mpstore {__version__}"
+    assert out[1].startswith("CRDT engine: ")
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    assert "chat" in capsys.readouterr().out
+
+
+class _Proc:
+    def __init__(self, *args: str) -> None:
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "mpstore", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_line(self, pred: object, timeout: float = 10.0) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no matching line; saw {self.seen}") from None
+            self.seen.append(line)
+            if pred(line):  # type: ignore[operator]
+                return line
+
+    def say(self, text: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(text + "\n")
+        self.p.stdin.flush()
+
+    def finish(self) -> int:
+        if self.p.poll() is None:
+            try:
+                self.say("/quit")
+            except OSError:
+                pass
+        try:
+            return self.p.wait(timeout=10)
+        finally:
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+            self.t.join(timeout=5)
+
+
+def test_chat_between_two_processes_on_loopback() -> None:
+    lan = ["--host", "127.0.0.1", "--no-discovery"]
+    ann = _Proc("chat", "--name", "Ann", *lan)
+    bob = None
+    try:
+        line = ann.wait_line(lambda s: s.startswith("* listening on"))
+        port = line.split()[3].rsplit(":", 1)[1]
+        bob = _Proc("chat", "--name", "Bob", *lan, "--peer", f"127.0.0.1:{port}")
+        bob.wait_line(lambda s: s == "* Ann joined")
+        ann.wait_line(lambda s: s == "* Bob joined")
+        bob.say("hello from bob")
+        ann.wait_line(lambda s: s == "Bob: hello from bob")
+        ann.say("/peers")
+        ann.wait_line(lambda s: s == "Bob")
+        assert bob.finish() == 0
+        ann.wait_line(lambda s: s == "* Bob left")
+        assert ann.finish() == 0
+    finally:
+        for proc in (ann, bob):
+            if proc is not None:
+                proc.finish()
+
+
+def test_demo_processes_ends_with_a_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--processes", "--devices", "3", "--timeout", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "OK: 3 processes over TLS on 127.0.0.1" in out
