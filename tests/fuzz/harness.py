@@ -31,7 +31,7 @@ from mpstore._session import (
 )
 from mpstore._wire import Kind, Message, Reassembler, split_message
 
-__all__ = ["STAGES", "TARGETS", "dispatch", "join_frames", "split_frames", "transcript"]
+__all__ = ["STAGES", "TARGETS", "dispatch", "join_frames", "split_frames", "store_harness", "transcript"]
 
 A_ID, B_ID = "a" * 32, "b" * 32
 KEY = derive_key("fuzzing passphrase", "fuzz")
@@ -278,3 +278,11 @@ def dispatch(data: bytes) -> None:
 def split_message_frames(kind: int, payload: bytes) -> list[bytes]:
     """Frames a real sender makes for one reliable message (for seeds)."""
     return split_message(kind, payload, CONFIG.max_frame_size, True)
+
+
+try:  # the store's targets, when the store and an engine are present
+    from tests.fuzz import store_harness
+except ImportError:  # pragma: no cover - without the store
+    store_harness = None  # type: ignore[assignment]
+else:
+    store_harness.register_all(register)

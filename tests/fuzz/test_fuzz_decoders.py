@@ -224,3 +224,66 @@ def test_every_corpus_seed_runs_through_the_dispatcher() -> None:
     assert len(seeds) >= len(harness.TARGETS)
     for seed in seeds:
         harness.dispatch(seed.read_bytes())
+
+
+# -- the replicated store: sync messages, CRDT updates and stored values, with every engine --------
+
+store_harness = harness.store_harness
+ENGINES = sorted(store_harness.ENGINES) if store_harness is not None else []
+needs_store = pytest.mark.skipif(not ENGINES, reason="no store engine in this build")
+
+
+@needs_store
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_real_store_transcript_is_understood(engine: str) -> None:
+    assert store_harness is not None
+    sync = store_harness.run_store_messages(engine, store_harness.TRANSCRIPTS[engine])
+    from mpstore._values import decode_value
+
+    got = {k: decode_value(v) for k, v in sync.docs["s"].items()}
+    assert got == {"mine": "kept", "shared": "overwritten by b", "k2": "two", "after-fuzz": 1} | {
+        "big": {"n": [1, 2.5, None], "b": b"\x00"}
+    }
+    assert set(sync.docs) == {"s", "t", "u", "v"}
+
+
+@needs_store
+@pytest.mark.parametrize("engine", ENGINES)
+@FUZZ
+@given(payloads=st.lists(st.binary(max_size=120), max_size=10))
+def test_store_random_messages(engine: str, payloads: list[bytes]) -> None:
+    assert store_harness is not None
+    store_harness.run_store_messages(engine, payloads)
+
+
+@needs_store
+@pytest.mark.parametrize("engine", ENGINES)
+@FUZZ
+@given(data=st.data())
+def test_store_mutated_real_messages(engine: str, data: st.DataObject) -> None:
+    assert store_harness is not None
+    store_harness.run_store_messages(engine, data.draw(mutated(store_harness.TRANSCRIPTS[engine])))
+
+
+@needs_store
+@pytest.mark.parametrize("engine", ENGINES)
+@FUZZ
+@given(data=st.data())
+def test_crdt_updates_random_and_mutated(engine: str, data: st.DataObject) -> None:
+    assert store_harness is not None
+    seeds = store_harness.seeds()[f"update-{engine}"]
+    update = data.draw(
+        st.one_of(
+            st.binary(max_size=200),
+            st.sampled_from(seeds).flatmap(lambda seed: mutated([seed]).map(lambda frames: b"".join(frames))),
+        )
+    )
+    store_harness.run_engine_update(engine, update)
+
+
+@needs_store
+@FUZZ
+@given(st.one_of(st.text(max_size=60).map(str.encode), JSON.map(lambda v: json.dumps(v).encode())))
+def test_stored_values_decode_exactly_or_are_refused(text: bytes) -> None:
+    assert store_harness is not None
+    store_harness.run_value(text)
