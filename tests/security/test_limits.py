@@ -107,3 +107,44 @@ def test_default_max_peers_is_8_counting_ourselves() -> None:
     finally:
         for n in nodes:
             n.end_all()
+
+
+def test_the_failed_proof_table_stays_bounded_and_still_shuts_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new source address (IPv6 hands out plenty) used to add an entry for good."""
+    import types
+    import weakref
+
+    from mpstore import _core
+    from mpstore._session import Closed, Hello, LinkSession
+    from mpstore.transports.base import LocalNode
+
+    class Transport:
+        def close_link(self, link: object, reason: str) -> None:
+            pass
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    options = _core.NodeOptions(SessionConfig(), 1000, 8)
+    node = _core.Node(None, Transport(), LocalNode("a" * 32, "A", "lim"), options, weakref.ref(owner))  # type: ignore[arg-type]
+    clock = [1000.0]
+    monkeypatch.setattr("mpstore._core.time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def fail(host: str) -> None:
+        session = LinkSession(Hello("a" * 32, "A"), SessionConfig(), clock[0])
+        entry = _core._Link(session, f"{host}:4242")
+        node._on_closed(object(), entry, Closed("wrong group secret", False, False, auth_failed=True))
+
+    for _ in range(5):
+        fail("198.18.0.9")
+    assert node._rate_limited("198.18.0.9:1")
+    for i in range(10_000):
+        clock[0] += 0.001
+        fail(f"[2001:db8::{i:x}]")
+        assert len(node._auth_failures) <= 4096
+    for _ in range(5):
+        fail("198.18.0.10")
+    assert node._rate_limited("198.18.0.10:1")
+    clock[0] += options.auth_failure_window + 1
+    assert not node._rate_limited("198.18.0.10:1")
