@@ -35,6 +35,8 @@ __all__ = ["Node", "NodeOptions", "Owner"]
 
 log = logging.getLogger("mpstore")
 
+#: Links in their session handshake at once (each holds a socket until handshake_timeout).
+_MAX_HANDSHAKING_LINKS = 64
 #: Hosts whose failed proofs are remembered at once (each new address would otherwise grow it).
 _MAX_FAILING_HOSTS = 4096
 
@@ -174,6 +176,10 @@ class Node:
         if self._rate_limited(address):
             log.warning("refusing a link from %s: too many failed authentications", address)
             self.transport.close_link(link, "too many failed authentications")
+            return
+        if sum(1 for e in self.links.values() if e.peer is None) >= _MAX_HANDSHAKING_LINKS:
+            log.info("refusing a link from %s: %d handshakes in progress", address, _MAX_HANDSHAKING_LINKS)
+            self.transport.close_link(link, "too many handshakes in progress")
             return
         hello = Hello(
             self.local.peer_id,
