@@ -382,3 +382,32 @@ def test_stalled_connections_cannot_pile_up(server: Recorder, caplog: pytest.Log
         wait_until(lambda: [p.display_name for p in server.get_peers()] == ["Member"], timeout=10)
     finally:
         member.end_all()
+
+
+def test_a_frame_over_the_lan_frame_size_ends_the_link(caplog: pytest.LogCaptureFixture) -> None:
+    """256 KiB on the LAN: one byte more, announced in a frame header, ends an open link before
+    the body is read."""
+    node = Recorder("Server", SERVICE, transport=_lan(), peer_timeout=5.0)
+    address = _address(node)
+
+    async def body() -> RawPeer:
+        raw = await RawPeer.connect(address)
+        assert await raw.link(SERVICE)
+        session = raw.session(None)
+        await raw.drive(session, _opened)
+        assert session.is_open
+        await raw.write_frame(bytes((Kind.APP, 0)) + b'"' + b"x" * (LanTransport.max_frame_size - 4) + b'"')
+        raw.writer.write((LanTransport.max_frame_size + 1).to_bytes(4, "big"))
+        await raw.wait_closed(5)
+        raw.close()
+        return raw
+
+    try:
+        with caplog.at_level(logging.INFO):
+            raw = _run(body())
+        assert raw.eof
+        assert f"frame of {LanTransport.max_frame_size + 1} bytes is over the limit" in caplog.text
+        wait_until(lambda: len(node.messages()) == 1)  # the largest frame allowed went through
+        assert node.messages() == ["x" * (LanTransport.max_frame_size - 4)]
+    finally:
+        node.end_all()
