@@ -299,9 +299,7 @@ struct_strategy = st.tuples(
         min_size=1,
         max_size=4,
     ),
-    deletes=st.lists(
-        st.tuples(st.integers(1, 3), st.integers(0, 9), st.integers(1, 4)), max_size=3
-    ),
+    deletes=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 9), st.integers(1, 4)), max_size=3),
 )
 def test_wellformed_but_arbitrary_structs(updates, deletes) -> None:  # type: ignore[no-untyped-def]
     """Well-formed updates with arbitrary origins, parents and contents never crash the engine."""

@@ -294,9 +294,7 @@ def test_many_updates_in_reverse_order() -> None:
     import time
 
     w = PythonDoc()
-    updates = [
-        w.transact({f"k{i % 50}": str(i)}, ["k0"] if i % 7 == 0 else []) for i in range(3000)
-    ]
+    updates = [w.transact({f"k{i % 50}": str(i)}, ["k0"] if i % 7 == 0 else []) for i in range(3000)]
     r = PythonDoc()
     start = time.monotonic()
     for u in reversed(updates[1:]):

@@ -220,9 +220,7 @@ class PythonDoc(EngineDoc):
 
     def state_vector(self) -> bytes:
         """The encoded state vector (integrated structs only, not pending ones)."""
-        return encode_state_vector(
-            {c: s[-1].clock + s[-1].length for c, s in self._clients.items() if s}
-        )
+        return encode_state_vector({c: s[-1].clock + s[-1].length for c, s in self._clients.items() if s})
 
     def encode_diff(self, state_vector: bytes) -> bytes:
         """A v1 update with all this document has beyond ``state_vector`` (plus pending data)."""
@@ -308,9 +306,7 @@ class PythonDoc(EngineDoc):
             missing = {}
             rest = self._integrate_structs(txn, pending, missing)
             self._pending = {
-                c: kept
-                for c, lst in rest.items()
-                if (kept := [s for s in lst if type(s) is not Skip])
+                c: kept for c, lst in rest.items() if (kept := [s for s in lst if type(s) is not Skip])
             }
             self._pending_missing = missing if self._pending else {}
 
@@ -449,6 +445,10 @@ class PythonDoc(EngineDoc):
                 return
             item.left = left_s
             item.origin = (left_s.client, left_s.clock + left_s.length - 1)
+            # The encoding implies the origin's parent; a hostile update may claim another one
+            # (a struct overlapping known structs of a different key): follow the origin, as yrs
+            # does, so this replica matches what its own diff reproduces elsewhere.
+            item.parent, item.parent_sub = left_s.parent, left_s.parent_sub
             item.content = item.content.splice(offset)
             item.length -= offset
         parent = item.parent

@@ -56,9 +56,7 @@ class YType:
 
     __slots__ = ("item", "map", "name", "node_name", "start", "type_ref")
 
-    def __init__(
-        self, type_ref: int, name: str | None = None, node_name: str | None = None
-    ) -> None:
+    def __init__(self, type_ref: int, name: str | None = None, node_name: str | None = None) -> None:
         self.type_ref = type_ref
         self.name = name
         self.node_name = node_name
