@@ -346,6 +346,7 @@ class MCNearbyServiceAdvertiser(_Delegating):
                 raise SimCrash(f"discovery info entry {k!r} over 255 bytes")
         self._peer, self._info, self._type = peer, info, service_type
         self.running = False
+        world().made.append(self)
         return self
 
     def discoveryInfo(self) -> dict[str, str]:
@@ -366,6 +367,7 @@ class MCNearbyServiceBrowser(_Delegating):
         self._peer, self._type = peer, service_type
         self.running = False
         self.found: set[int] = set()
+        world().made.append(self)
         return self
 
     def startBrowsingForPeers(self) -> None:
@@ -420,6 +422,7 @@ class World:
         self.crashes: list[str] = []
         self.peers: dict[int, MCPeerID] = {}
         self.sessions: list[MCSession] = []
+        self.made: list[_Delegating] = []  # every advertiser and browser ever made
         self.advertisers: list[MCNearbyServiceAdvertiser] = []
         self.browsers: list[MCNearbyServiceBrowser] = []
         self.attempts: list[_Attempt] = []
@@ -475,12 +478,12 @@ class World:
             except Exception as e:  # a bug in the code under test or in the sim
                 self.crash(f"exception on the framework queue: {e!r}")
 
-    def idle(self, timeout: float = 5.0) -> None:
-        """Wait until nothing is due within ``timeout`` (for tests)."""
+    def idle(self, timeout: float = 5.0, quiet: float = 0.1) -> None:
+        """Wait (at most ``timeout``) until nothing is due in the next ``quiet`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
-                if not self._heap or self._heap[0][0] > deadline:
+                if not self._heap or self._heap[0][0] > time.monotonic() + quiet:
                     return
             time.sleep(0.005)
 

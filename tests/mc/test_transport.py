@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from mpstore import ServiceTypeNotDeclared, TransportError
 from mpstore.transports.mc.transport import INFO_KEY, MAX_REMOTE_PEERS
 
 from . import sim
-from .helpers import Node
+from .helpers import LoopThread, Node
 
 NodeMaker = Callable[..., Node]
 
@@ -263,6 +264,9 @@ def test_close_releases_delegates_and_answers_everything(nodes: NodeMaker,
     a.start()
     b.start()
     assert a.wait_links(1) and b.wait_links(1)
+    a.stop()
+    a.start()  # retires an advertiser and a browser
+    assert len(world.made) == 6
     a.close()
     assert b.rec.wait(lambda: len(b.rec.kinds("down")) == 1)
     n_events = len(a.rec.events)
@@ -272,7 +276,7 @@ def test_close_releases_delegates_and_answers_everything(nodes: NodeMaker,
     gc.collect()
     time.sleep(0.05)
     assert len(a.rec.events) == n_events
-    for obj in [*world.sessions, *world.browsers]:
+    for obj in [*world.sessions, *world.made]:
         assert obj.delegate() is None, obj
     assert world.advertisers == []
 
@@ -345,3 +349,37 @@ def test_invitation_from_a_rebuilt_peer_replaces_the_ghost(nodes: NodeMaker,
     assert b.rec.wait(lambda: ("down", lb, "replaced by a new connection") in b.rec.events)
     assert a.wait_links(1) and b.wait_links(1)
     assert b.rec.live() != [lb]
+
+
+def test_framework_queue_never_waits_for_a_busy_core(
+    nodes: NodeMaker, world: sim.World, make_bridge: Callable[[], Any]
+) -> None:
+    ann_core = LoopThread()  # Ann's core thread, apart from Bob's
+    a = Node(ann_core, make_bridge(), "Ann")
+    try:
+        b = nodes("Bob")
+        a.start()
+        b.start()
+        assert a.wait_links(1) and b.wait_links(1)
+        lb = b.rec.live()[0]
+        busy = threading.Event()
+
+        def block_core() -> None:
+            busy.set()
+            time.sleep(0.5)
+
+        ann_core.loop.call_soon_threadsafe(block_core)
+        assert busy.wait(1)
+        t0 = time.monotonic()
+        calls = world.delegate_calls
+        for i in range(50):
+            assert b.send(lb, b"%d" % i)
+        # Ann's core is stuck, yet the framework got every frame into her delegate at once.
+        assert b.rec.wait(lambda: world.delegate_calls >= calls + 50, timeout=0.4)
+        assert time.monotonic() - t0 < 0.45
+        assert a.rec.frames() == []  # nothing reached Ann's listener while her core was busy
+        assert a.rec.wait(lambda: len(a.rec.frames()) == 50)
+        assert a.rec.frames() == [b"%d" % i for i in range(50)]
+    finally:
+        a.close()
+        ann_core.stop()

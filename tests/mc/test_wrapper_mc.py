@@ -123,3 +123,23 @@ def test_undeclared_service_type_raises_from_wait_for_peers(mc_platform: str,
             ann.wait_for_peers(1, timeout=5)
     finally:
         ann.end_all()
+
+
+def test_refusal_and_secrets_over_mc_without_a_reconnect_storm(mc_platform: str,
+                                                               world: sim.World) -> None:
+    ann = Recorder("Ann", "chat", transport="mc", secret="table 4", refuse={"Bob"})
+    bob = Recorder("Bob", "chat", transport="mc", secret="table 4")
+    eve = Recorder("Eve", "chat", transport="mc", secret="guess")
+    cid = Recorder("Cid", "chat", transport="mc", secret="table 4")
+    try:
+        wait_until(lambda: {p.display_name for p in ann.get_peers()} == {"Cid"}, timeout=10)
+        time.sleep(1.0)
+        assert {p.display_name for p in ann.get_peers()} == {"Cid"}
+        assert {p.display_name for p in bob.get_peers()} == {"Cid"}
+        assert eve.get_peers() == [] and "Eve" not in bob.names("added")
+        assert "Bob" not in ann.names("added") and "Ann" not in bob.names("added")
+        # One invitation per pair, plus at most one rejoin for each of the 4 refused pairs.
+        assert 6 <= world.invitations <= 10
+    finally:
+        for m in (ann, bob, eve, cid):
+            m.end_all()

@@ -10,6 +10,7 @@ import importlib.util
 import sys
 
 from ..._errors import TransportUnavailable
+from .._factory import in_pythonista as _factory_in_pythonista
 from .bridge import Bridge
 from .transport import MCTransport
 
@@ -18,7 +19,7 @@ __all__ = ["MCTransport", "in_pythonista", "make_bridge"]
 
 def in_pythonista() -> bool:
     """True inside Pythonista (iOS), where objc_util is the bridge to ObjC."""
-    if sys.platform == "ios" or "pythonista" in sys.modules or "objc_util" in sys.modules:
+    if _factory_in_pythonista():
         return True
     try:
         return importlib.util.find_spec("objc_util") is not None

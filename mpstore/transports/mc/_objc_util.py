@@ -207,8 +207,8 @@ def _make(class_name: str, init: str, *args: Any) -> Any:
     return obj
 
 
-def _text(ptr: Any) -> str:
-    return str(objc_util.ObjCInstance(ptr)) if ptr else ""
+def _text(obj: Any) -> str:
+    return "" if obj is None else str(obj)
 
 
 class ObjCUtilBridge(Bridge):
@@ -230,6 +230,7 @@ class ObjCUtilBridge(Bridge):
         self._delegates: dict[str, Any] = {}
         self._advertiser: Any = None
         self._browser: Any = None
+        self._retired: list[Any] = []  # stopped advertisers and browsers
         self._closed = False
 
     # ---------------------------------------------------------------- operations
@@ -270,8 +271,10 @@ class ObjCUtilBridge(Bridge):
     def stop_advertising(self) -> None:
         adv, self._advertiser = self._advertiser, None
         if adv is not None:
-            # The delegate stays: an invitation already on its way must still be answered.
+            # Kept with its delegate until close: an invitation already on its way must still
+            # be answered, and the framework must never see a freed delegate.
             adv.stopAdvertisingPeer()
+            self._retired.append(adv)
 
     def browse(self) -> None:
         self.stop_browsing()
@@ -284,6 +287,7 @@ class ObjCUtilBridge(Bridge):
         b, self._browser = self._browser, None
         if b is not None:
             b.stopBrowsingForPeers()
+            self._retired.append(b)
 
     def invite(self, peer: int, session: int, context: bytes, timeout: float) -> None:
         p, s, b = self._peers.get(peer), self._sessions.get(session), self._browser
@@ -299,7 +303,8 @@ class ObjCUtilBridge(Bridge):
         if block is None:
             return
         try:
-            _call_handler(block, bool(accept and s is not None), s.ptr if accept and s else None)
+            joined = s if accept and s is not None else None
+            _call_handler(block, joined is not None, joined.ptr if joined is not None else None)
         finally:
             _block_release(block)
 
@@ -342,6 +347,9 @@ class ObjCUtilBridge(Bridge):
                 _block_release(block)
         for h in sessions:
             self.disconnect(h)
+        for obj in self._retired:
+            obj.setDelegate_(None)
+        self._retired.clear()
         for d in self._delegates.values():
             _routes.pop(d.ptr, None)
         self._delegates.clear()

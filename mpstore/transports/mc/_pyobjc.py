@@ -69,10 +69,14 @@ def _owner(delegate: Any) -> PyObjCBridge | None:
 
 
 def _define_classes() -> dict[str, Any]:
+    # pyobjc calls a block only if it knows its signature. The framework wrapper ships this
+    # metadata; stating it again keeps the handler callable (BOOL accept, MCSession *session)
+    # whatever the wrapper's version. Index 5: self and _cmd are 0 and 1.
     objc.registerMetaDataForSelector(
         b"NSObject",
         _INVITATION_SEL,
-        {"arguments": {5: {"callable": {"retval": {"type": b"v"},
+        {"arguments": {5: {"type": b"@?",
+                           "callable": {"retval": {"type": b"v"},
                                         "arguments": {0: {"type": b"^v"}, 1: {"type": b"Z"},
                                                       2: {"type": b"@"}}}}}},
     )
@@ -199,6 +203,7 @@ class PyObjCBridge(Bridge):
         self._delegates: dict[str, Any] = {}
         self._advertiser: Any = None
         self._browser: Any = None
+        self._retired: list[Any] = []  # stopped advertisers and browsers
         self._closed = False
 
     # ---------------------------------------------------------------- operations
@@ -239,8 +244,10 @@ class PyObjCBridge(Bridge):
     def stop_advertising(self) -> None:
         adv, self._advertiser = self._advertiser, None
         if adv is not None:
-            # The delegate stays: an invitation already on its way must still be answered.
+            # Kept with its delegate until close: an invitation already on its way must still
+            # be answered, and the framework must never see a freed delegate.
             adv.stopAdvertisingPeer()
+            self._retired.append(adv)
 
     def browse(self) -> None:
         self.stop_browsing()
@@ -253,6 +260,7 @@ class PyObjCBridge(Bridge):
         b, self._browser = self._browser, None
         if b is not None:
             b.stopBrowsingForPeers()
+            self._retired.append(b)
 
     def invite(self, peer: int, session: int, context: bytes, timeout: float) -> None:
         p, s, b = self._peers.get(peer), self._sessions.get(session), self._browser
@@ -297,6 +305,9 @@ class PyObjCBridge(Bridge):
             handler(False, None)
         for h in sessions:
             self.disconnect(h)
+        for obj in self._retired:
+            obj.setDelegate_(None)
+        self._retired.clear()
         for d in self._delegates.values():
             d._mpstore_owner = None
         self._delegates.clear()

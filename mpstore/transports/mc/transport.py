@@ -250,7 +250,7 @@ class MCTransport(Transport):
             elif isinstance(event, DidNotStart):
                 self._on_not_started(event)
         except Exception:
-            log.exception("mc: handling %r failed", event)
+            log.exception("mc: handling a %s event failed", type(event).__name__)
 
     def _on_found(self, ev: Found) -> None:
         node = node_from_info(dict(ev.info))
