@@ -53,8 +53,7 @@ class PythonistaProfile(importlib.abc.MetaPathFinder):
             if origin.endswith(_EXTENSIONS) and not _stdlib(origin):
                 self.blocked.append(fullname)
                 raise ImportError(
-                    f"{fullname} is a compiled extension ({origin}): "
-                    "not importable in the Pythonista profile"
+                    f"{fullname} is a compiled extension ({origin}): not importable in the Pythonista profile"
                 )
             return None
         return None

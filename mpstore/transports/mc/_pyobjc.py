@@ -75,10 +75,17 @@ def _define_classes() -> dict[str, Any]:
     objc.registerMetaDataForSelector(
         b"NSObject",
         _INVITATION_SEL,
-        {"arguments": {5: {"type": b"@?",
-                           "callable": {"retval": {"type": b"v"},
-                                        "arguments": {0: {"type": b"^v"}, 1: {"type": b"Z"},
-                                                      2: {"type": b"@"}}}}}},
+        {
+            "arguments": {
+                5: {
+                    "type": b"@?",
+                    "callable": {
+                        "retval": {"type": b"v"},
+                        "arguments": {0: {"type": b"^v"}, 1: {"type": b"Z"}, 2: {"type": b"@"}},
+                    },
+                }
+            }
+        },
     )
 
     def session_body(ns: dict[str, Any]) -> None:
@@ -116,9 +123,7 @@ def _define_classes() -> dict[str, Any]:
 
     def browser_body(ns: dict[str, Any]) -> None:
         @_signature(b"v@:@@@")
-        def browser_foundPeer_withDiscoveryInfo_(
-            self: Any, browser: Any, peer: Any, info: Any
-        ) -> None:
+        def browser_foundPeer_withDiscoveryInfo_(self: Any, browser: Any, peer: Any, info: Any) -> None:
             o = _owner(self)
             if o is not None:
                 o._on_found(peer, info)
@@ -160,11 +165,12 @@ def _define_classes() -> dict[str, Any]:
     for key, base, proto, body in (
         ("session", "MpstoreMCSessionDelegate", "MCSessionDelegate", session_body),
         ("browser", "MpstoreMCBrowserDelegate", "MCNearbyServiceBrowserDelegate", browser_body),
-        ("advertiser", "MpstoreMCAdvertiserDelegate", "MCNearbyServiceAdvertiserDelegate",
-         advertiser_body),
+        ("advertiser", "MpstoreMCAdvertiserDelegate", "MCNearbyServiceAdvertiserDelegate", advertiser_body),
     ):
         made[key] = types.new_class(
-            _fresh_name(base), (NSObject,), {"protocols": [objc.protocolNamed(proto)]},
+            _fresh_name(base),
+            (NSObject,),
+            {"protocols": [objc.protocolNamed(proto)]},
             body,
         )
     return made
@@ -193,8 +199,9 @@ class PyObjCBridge(Bridge):
         self._me: Any = None
         self._name = ""
         self._type = ""
-        self._peers: Handles[Any] = Handles(key=lambda p: int(p.hash()),
-                                            same=lambda a, b: bool(a.isEqual_(b)))
+        self._peers: Handles[Any] = Handles(
+            key=lambda p: int(p.hash()), same=lambda a, b: bool(a.isEqual_(b))
+        )
         self._sessions: dict[int, Any] = {}
         self._session_ids: dict[int, int] = {}
         self._next_session = itertools.count(1)
@@ -355,8 +362,9 @@ class PyObjCBridge(Bridge):
 
     def _on_not_started(self, role: str, error: Any) -> None:
         try:
-            self._send_event(DidNotStart(role, str(error.domain()), int(error.code()),
-                                         str(error.localizedDescription())))
+            self._send_event(
+                DidNotStart(role, str(error.domain()), int(error.code()), str(error.localizedDescription()))
+            )
         except Exception:
             log.exception("mc: did-not-start callback failed")
 
