@@ -52,7 +52,7 @@ def test_random_schedules_keep_the_link_rules_and_converge(
 ) -> None:
     loop = LoopThread()
     ns = [
-        Node(loop, make_bridge(), name, node_id=f"{i + 1:02x}" * 8, invite_timeout=0.3)
+        Node(loop, make_bridge(), name, node_id=f"{i + 1:02x}" * 8, invite_timeout=2.0)
         for i, name in enumerate(NAMES)
     ]
     seq = 0
@@ -91,11 +91,13 @@ def test_random_schedules_keep_the_link_rules_and_converge(
             _check_link_rules(n)
             _check_order(n)
     finally:
-        for n in ns:
-            n.close()
-        loop.stop()
         world.drop_invitations = False
         world.fail_next_connections = 0
+        try:
+            for n in ns:
+                n.close()
+        finally:
+            loop.stop()
     world.idle(1.0)
     assert world.unanswered() == []
     assert world.crashes == []
