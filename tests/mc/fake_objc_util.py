@@ -144,6 +144,7 @@ TABLE: dict[type, dict[str, str]] = {
         "setDelegate:": _SET_DELEGATE,
         "delegate": _OBJ,
         "discoveryInfo": _OBJ,
+        "myPeerID": _OBJ,
         "startAdvertisingPeer": _VOID,
         "stopAdvertisingPeer": _VOID,
     },

@@ -356,6 +356,9 @@ class MCNearbyServiceAdvertiser(_Delegating):
         world().made.append(self)
         return self
 
+    def myPeerID(self) -> MCPeerID:
+        return self._peer
+
     def discoveryInfo(self) -> dict[str, str]:
         return dict(self._info)
 
@@ -430,6 +433,7 @@ class World:
         self.declared_service_types: set[str] | None = None
         self.fail_next_connections = 0
         self.drop_invitations = False
+        self.invitation_delay = 0.0
         self.crashes: list[str] = []
         self.peers: dict[int, MCPeerID] = {}
         self.sessions: list[MCSession] = []
@@ -648,6 +652,7 @@ class World:
                     target,
                     "advertiser:didReceiveInvitationFromPeer:withContext:invitationHandler:",
                     (target, self.peers[a.inviter_uid].copy_(), NSData(context), handler),
+                    extra_delay=self.invitation_delay,
                 )
             self.later(timeout, self.fail_attempt, a, "timed out")
 

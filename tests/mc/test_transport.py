@@ -377,3 +377,20 @@ def test_framework_queue_never_waits_for_a_busy_core(
     finally:
         a.close()
         ann_core.stop()
+
+
+def test_invitation_to_an_earlier_identity_joins_with_that_identity(
+    nodes: NodeMaker, world: sim.World
+) -> None:
+    lo, hi = ids(2)
+    a, b = nodes("Ann", node_id=lo), nodes("Bob", node_id=hi)
+    world.invitation_delay = 0.3
+    b.start()
+    a.start()
+    assert a.rec.wait(lambda: world.invitations == 1)
+    b.stop()
+    b.start()  # Bob renews his MCPeerID while Ann's invitation to the old one is in the air
+    assert a.wait_links(1) and b.wait_links(1)
+    # The session that accepted was made with the MCPeerID the invitation was addressed to.
+    accepted = [at for at in world.attempts if at.invitee_session is not None]
+    assert accepted and all(at.invitee_session.myPeerID()._uid == at.invitee_uid for at in accepted)

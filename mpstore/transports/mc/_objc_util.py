@@ -150,7 +150,7 @@ def _define_classes() -> dict[str, Any]:
     ) -> None:
         b = _route(_self)
         if b is not None:
-            b._on_invitation(peer, context, handler)
+            b._on_invitation(advertiser, peer, context, handler)
         elif handler:
             _call_handler(handler, False, None)
 
@@ -244,6 +244,7 @@ class ObjCUtilBridge(Bridge):
         self._session_ptrs: dict[int, int] = {}
         self._next_session = itertools.count(1)
         self._invitations: dict[int, int] = {}  # handle -> copied block pointer
+        self._invited_as: dict[int, Any] = {}  # handle -> the MCPeerID it was addressed to
         self._next_invitation = itertools.count(1)
         self._delegates: dict[str, Any] = {}
         self._advertiser: Any = None
@@ -268,11 +269,13 @@ class ObjCUtilBridge(Bridge):
     def renew_identity(self) -> None:
         self._me = self._new_peer_id()
 
-    def new_session(self) -> int:
+    def new_session(self, invitation: int | None = None) -> int:
+        with self._lock:
+            me = self._invited_as.get(invitation, self._me) if invitation else self._me
         s = _make(
             "MCSession",
             "initWithPeer_securityIdentity_encryptionPreference_",
-            self._me,
+            me,
             None,
             ENCRYPTION_REQUIRED,
         )
@@ -326,6 +329,7 @@ class ObjCUtilBridge(Bridge):
     def answer(self, invitation: int, accept: bool, session: int | None) -> None:
         with self._lock:
             block = self._invitations.pop(invitation, None)
+            self._invited_as.pop(invitation, None)
             s = self._sessions.get(session) if session is not None else None
         if block is None:
             return
@@ -363,6 +367,7 @@ class ObjCUtilBridge(Bridge):
             self._closed = True
             blocks = list(self._invitations.values())
             self._invitations.clear()
+            self._invited_as.clear()
             sessions = list(self._sessions)
         self.stop_advertising()
         self.stop_browsing()
@@ -437,7 +442,7 @@ class ObjCUtilBridge(Bridge):
         except Exception:
             log.exception("mc: did-not-start callback failed")
 
-    def _on_invitation(self, peer: int, context: int, handler: int) -> None:
+    def _on_invitation(self, advertiser: int, peer: int, context: int, handler: int) -> None:
         block: int | None = None
         try:
             block = _block_copy(handler)  # the handler outlives this call
@@ -446,6 +451,7 @@ class ObjCUtilBridge(Bridge):
                 if not closed:
                     inv = next(self._next_invitation)
                     self._invitations[inv] = block
+                    self._invited_as[inv] = objc_util.ObjCInstance(advertiser).myPeerID()
             if closed:
                 _call_handler(block, False, None)
                 _block_release(block)

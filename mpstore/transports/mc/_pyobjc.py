@@ -149,7 +149,7 @@ def _define_classes() -> dict[str, Any]:
         ) -> None:
             o = _owner(self)
             if o is not None:
-                o._on_invitation(peer, context, handler)
+                o._on_invitation(advertiser, peer, context, handler)
             elif callable(handler):
                 handler(False, None)
 
@@ -206,6 +206,7 @@ class PyObjCBridge(Bridge):
         self._session_ids: dict[int, int] = {}
         self._next_session = itertools.count(1)
         self._invitations: dict[int, Any] = {}
+        self._invited_as: dict[int, Any] = {}  # invitation -> the MCPeerID it was addressed to
         self._next_invitation = itertools.count(1)
         self._delegates: dict[str, Any] = {}
         self._advertiser: Any = None
@@ -228,9 +229,11 @@ class PyObjCBridge(Bridge):
     def renew_identity(self) -> None:
         self._me = MC.MCPeerID.alloc().initWithDisplayName_(self._name)
 
-    def new_session(self) -> int:
+    def new_session(self, invitation: int | None = None) -> int:
+        with self._lock:
+            me = self._invited_as.get(invitation, self._me) if invitation else self._me
         s = MC.MCSession.alloc().initWithPeer_securityIdentity_encryptionPreference_(
-            self._me, None, ENCRYPTION_REQUIRED
+            me, None, ENCRYPTION_REQUIRED
         )
         s.setDelegate_(self._delegates["session"])
         with self._lock:
@@ -278,6 +281,7 @@ class PyObjCBridge(Bridge):
     def answer(self, invitation: int, accept: bool, session: int | None) -> None:
         with self._lock:
             handler = self._invitations.pop(invitation, None)
+            self._invited_as.pop(invitation, None)
             s = self._sessions.get(session) if session is not None else None
         if handler is None:
             return
@@ -305,6 +309,7 @@ class PyObjCBridge(Bridge):
             self._closed = True
             handlers = list(self._invitations.values())
             self._invitations.clear()
+            self._invited_as.clear()
             sessions = list(self._sessions)
         self.stop_advertising()
         self.stop_browsing()
@@ -368,7 +373,7 @@ class PyObjCBridge(Bridge):
         except Exception:
             log.exception("mc: did-not-start callback failed")
 
-    def _on_invitation(self, peer: Any, context: Any, handler: Any) -> None:
+    def _on_invitation(self, advertiser: Any, peer: Any, context: Any, handler: Any) -> None:
         try:
             if not callable(handler):
                 log.error("mc: the invitation handler block is not callable (pyobjc metadata?)")
@@ -380,6 +385,7 @@ class PyObjCBridge(Bridge):
                     closed = False
                     inv = next(self._next_invitation)
                     self._invitations[inv] = handler
+                    self._invited_as[inv] = advertiser.myPeerID()
             if closed:
                 handler(False, None)
                 return

@@ -292,7 +292,7 @@ class MCTransport(Transport):
         r = self._remotes.setdefault(node, _Remote(node, ev.display_name))
         if r.link is not None:  # a live link to a node that has rebuilt its framework: a ghost
             self._end(r.link, "replaced by a new connection", retry=False, grace=False)
-        session = self._bridge.new_session()
+        session = self._bridge.new_session(ev.invitation)
         self._bridge.answer(ev.invitation, True, session)
         self._peer_nodes.setdefault(ev.peer, node)
         self._new_link(r, session, ev.peer, ev.display_name, inviter=False)
