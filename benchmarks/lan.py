@@ -1,6 +1,6 @@
 """LAN transport benchmarks, each figure next to a baseline measured in the same run.
 
-    python benchmarks/lan.py [--messages 50000] [--netns]
+    python benchmarks/lan.py [--messages 50000] [--repeat 3] [--netns]
 
 1. Reliable app-message throughput between two peers on loopback (TLS, static addresses),
    against a plain asyncio TLS connection sending the same 100-byte JSON messages (the floor any
@@ -68,7 +68,8 @@ class _Sink(mpstore.MultipeerConnectivity):
 
 
 def _pair(expect: int) -> tuple[_Sink, _Sink]:
-    a = _Sink("A", "bench", transport=_lan(), expect=expect)
+    # max_message_rate=None: the default limit (5000/s per peer) would cut a fast sender off.
+    a = _Sink("A", "bench", transport=_lan(), expect=expect, max_message_rate=None)
     b = _Sink(
         "B", "bench", transport=LanTransport(host="127.0.0.1", discovery=False, peers=[a.transport.address])
     )  # type: ignore[attr-defined]
@@ -295,15 +296,28 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--messages", type=int, default=50_000)
     p.add_argument("--rounds", type=int, default=500)
+    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--edits", type=int, default=5_000)
     p.add_argument("--netns", action="store_true")
     p.add_argument("--netns-rounds", type=int, default=3)
     args = p.parse_args()
 
     print(f"Python {sys.version.split()[0]}, mpstore {mpstore.__version__}, {args.messages} x 100-byte JSON")
-    direct, hopped, base_rtt = plain_tls(args.messages, args.rounds)
-    rate = mpstore_throughput(args.messages)
-    rtt = mpstore_rtt(args.rounds)
+    runs: dict[str, list[float]] = {"direct": [], "hopped": [], "rtt0": [], "mp": [], "rtt": []}
+    for _ in range(args.repeat):  # interleaved, medians reported: the machine may be shared
+        direct, hopped, base_rtt = plain_tls(args.messages, args.rounds)
+        runs["direct"].append(direct)
+        runs["hopped"].append(hopped)
+        runs["rtt0"].append(base_rtt)
+        runs["mp"].append(mpstore_throughput(args.messages))
+        runs["rtt"].append(mpstore_rtt(args.rounds))
+    direct, hopped, base_rtt, rate, rtt = (
+        statistics.median(runs[k]) for k in ("direct", "hopped", "rtt0", "mp", "rtt")
+    )
+    print(
+        f"  medians of {args.repeat} interleaved runs; mpstore/plain-on-loop per run: "
+        + ", ".join(f"{m / d:.2f}" for m, d in zip(runs["mp"], runs["direct"], strict=True))
+    )
     rtt_us, base_us = rtt * 1e6, base_rtt * 1e6
     print(f"  plain asyncio TLS, written on its loop   : {direct:,.0f} msg/s")
     print(f"  plain asyncio TLS, one thread hop per msg: {hopped:,.0f} msg/s, RTT median {base_us:.0f} us")

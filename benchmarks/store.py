@@ -266,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import pycrdt
 
-    print(f"python {sys.version.split()[0]}, pycrdt {pycrdt.__version__}, {os.cpu_count()} cpus")
+    from mpstore.engines import load_engine
+
+    print(
+        f"python {sys.version.split()[0]}, pycrdt {pycrdt.__version__}, {os.cpu_count()} cpus; "
+        f"mpstore's engine: {load_engine().name} (MPSTORE_ENGINE picks it)"
+    )
     rows = []
     base = pycrdt_local(args.sets)
     for label, fn in (("memory network", memnet_local), ("fake core", mpstore_local)):

@@ -21,6 +21,7 @@ def say(text):
     with _print_lock:  # each device calls back on its own thread
         print(text)
 
+
 TRANSPORT = os.environ.get("MPSTORE_TRANSPORT", "memory")
 NAMES = ["Ann", "Bob", "Cat"]
 

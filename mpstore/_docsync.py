@@ -31,8 +31,8 @@ Rules:
 * Repair: the relay rule trusts that S reached its own neighbours. When S reports losing
   neighbour Y (NEIGHBOURS without Y, or S itself removed), each of our neighbours in that set may
   have missed what S was to deliver, so we send it SYNC_BOTH for every store we hold (it answers
-  step 2 and its step 1, we answer step 2). Cost per affected pair and store: two state vectors
-  and two diffs (a diff always carries the whole delete set).
+  step 2 and its step 1, we answer step 2); one at a time per peer and store. Cost per affected
+  pair and store: two state vectors and two diffs (a diff always carries the whole delete set).
 * A malformed message or a CRDT update the engine rejects is dropped with a logged reason; the
   documents stay as they were and the peer stays connected.
 """
@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from . import _syncproto
 from ._errors import CorruptUpdate, EngineUnavailable
 from .engines.base import EngineDoc
 
@@ -72,15 +73,16 @@ MAX_BUNDLE: Final = 1 << 20
 PART_SIZE: Final = 1 << 20
 
 #: y-protocols: message type "sync" and its three sub-types.
-Y_MESSAGE_SYNC: Final = 0
-Y_STEP1: Final = 0
-Y_STEP2: Final = 1
-Y_UPDATE: Final = 2
+Y_MESSAGE_SYNC: Final = _syncproto.MESSAGE_SYNC
+Y_STEP1: Final = _syncproto.SYNC_STEP1
+Y_STEP2: Final = _syncproto.SYNC_STEP2
+Y_UPDATE: Final = _syncproto.SYNC_UPDATE
 
 MAX_STORE_NAME_BYTES: Final = 255
 MAX_PEER_ID_BYTES: Final = 128
 MAX_NEIGHBOURS: Final = 4096
 SEEN_IDS: Final = 65536
+MAX_HELD: Final = 4096
 
 
 class MalformedMessage(ValueError):
@@ -164,12 +166,15 @@ class Reader:
             raise MalformedMessage(f"{len(self.data) - self.pos} trailing bytes")
 
 
+_Y_ENCODERS: Final = {
+    Y_STEP1: _syncproto.encode_sync_step1,
+    Y_STEP2: _syncproto.encode_sync_step2,
+    Y_UPDATE: _syncproto.encode_update,
+}
+
+
 def _y_sync(step: int, data: bytes) -> bytes:
-    out = bytearray()
-    write_varuint(out, Y_MESSAGE_SYNC)
-    write_varuint(out, step)
-    write_varbytes(out, data)
-    return bytes(out)
+    return _Y_ENCODERS[step](data)
 
 
 def encode_sync(kind: int, store: str, step: int, data: bytes) -> bytes:
@@ -210,13 +215,12 @@ def encode_bundle(payloads: list[bytes]) -> bytes:
 
 
 def _read_y_sync(r: Reader) -> tuple[int, bytes]:
-    if r.varuint() != Y_MESSAGE_SYNC:
-        raise MalformedMessage("not a y-protocols sync message")
-    step = r.varuint()
-    if step not in (Y_STEP1, Y_STEP2, Y_UPDATE):
-        raise MalformedMessage(f"unknown y-protocols sync step {step}")
-    data = r.varbytes()
-    r.end()
+    """The rest of the message: exactly one y-protocols sync message."""
+    try:
+        step, data = _syncproto.decode_message(r.data[r.pos :])
+    except CorruptUpdate as exc:
+        raise MalformedMessage(str(exc)) from None
+    r.pos = len(r.data)
     return step, data
 
 
@@ -284,6 +288,8 @@ class DocSync:
         self.their_neighbours: dict[str, frozenset[str]] = {}
         # Stores we sent step 1 for to each peer since it was added.
         self._asked: dict[str, set[str]] = {}
+        # SYNC_BOTH sent and not yet answered by the peer's step 1: never more than one at once.
+        self._resyncing: set[tuple[str, str]] = set()
         # Updates for a store held back from a new peer until our step 2 for it has gone out,
         # so that it never receives structs before the history they build on.
         self._held: dict[str, dict[str, list[bytes]]] = {}
@@ -410,6 +416,7 @@ class DocSync:
             return
         del self.neighbours[peer]
         self._asked.pop(peer, None)
+        self._resyncing = {k for k in self._resyncing if k[0] != peer}
         self._held.pop(peer, None)
         self._parts.pop(peer, None)
         lost = self.their_neighbours.pop(peer, frozenset())
@@ -421,7 +428,9 @@ class DocSync:
             if peer in self.neighbours:
                 self.stats.resyncs += 1
                 for name, d in self.docs.items():
-                    self._send(peer, encode_sync(K_SYNC_BOTH, name, Y_STEP1, d.state_vector()))
+                    if (peer, name) not in self._resyncing:
+                        self._resyncing.add((peer, name))
+                        self._send(peer, encode_sync(K_SYNC_BOTH, name, Y_STEP1, d.state_vector()))
 
     # -- incoming
 
@@ -530,6 +539,7 @@ class DocSync:
         if d is None:
             return
         if step == Y_STEP1:
+            self._resyncing.discard((peer, name))
             diff = d.encode_diff(data)
             self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, diff))
             for payload in self._held.get(peer, {}).pop(name, ()):
@@ -565,7 +575,11 @@ class DocSync:
     def _send_update(self, peer: str, name: str, payload: bytes) -> None:
         held = self._held.get(peer)
         if held is not None and name in held:
-            held[name].append(payload)
+            waiting = held[name]
+            waiting.append(payload)
+            if len(waiting) > MAX_HELD:
+                # The step 2 still to come carries everything we integrated; keep memory bounded.
+                waiting.clear()
         else:
             self._send(peer, payload)
 

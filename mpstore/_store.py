@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from ._docsync import PART_SIZE, DocSync, StoreUpdated, check_store_name, encode_bundle
 from ._errors import Closed, Timeout
 from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
-from .engines import Engine, load_engine
+from .engines import ENGINE_NAMES, Engine, load_engine
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -95,7 +95,11 @@ class StoreChange:
     """What one transaction changed in a store.
 
     ``changes`` maps each changed key to ``(old, new)``, with :data:`mpstore.MISSING` for an
-    absent side; ``from_peer`` is the PeerID the edit came from, or None for a local edit.
+    absent side; ``from_peer`` is the PeerID whose edit it was, or None for a local edit. A
+    relayed edit names its author if this peer has ever seen the author, else the neighbour that
+    relayed it; changes merged from a sync diff name the peer that sent the diff.
+    ``store`` is the store's name. The values are fresh copies shared by all observers of this
+    change.
     """
 
     store: str
@@ -115,10 +119,18 @@ class Subscription:
         self._store = store
         self.callback = callback
         self.active = True
+        self._running = threading.RLock()  # held while the callback runs
 
     def cancel(self) -> None:
-        """Stop calling the callback (no call starts after this returns); idempotent."""
-        self._store._unsubscribe(self)
+        """Stop calling the callback; idempotent. After it returns no call is running or will
+        start (from another thread it waits for a running call to finish)."""
+        with self._running:
+            self._store._unsubscribe(self)
+
+    def _run(self, change: StoreChange) -> None:
+        with self._running:
+            if self.active:
+                self.callback(change)
 
     def __enter__(self) -> Subscription:
         return self
@@ -419,10 +431,8 @@ class SharedDict(MutableMapping[str, Any]):
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
-            if not sub.active:
-                continue
             try:
-                sub.callback(change)
+                sub._run(change)
             except Exception:
                 log.exception("store %r observer %r raised", self._name, sub.callback)
         try:
@@ -472,6 +482,8 @@ class StoreManager:
         *,
         max_stores: int = 1024,
     ) -> None:
+        if isinstance(engine, str) and engine not in (*ENGINE_NAMES, "auto"):
+            raise ValueError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
         self._host = host
         local_id = host.local_id
         self._engine_choice = engine

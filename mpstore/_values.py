@@ -95,9 +95,7 @@ def _to_json(value: object, path: list[int]) -> Any:
             out: dict[str, Any] = {}
             for k, v in value.items():  # type: ignore[attr-defined]
                 if type(k) is not str:
-                    raise TypeError(
-                        f"dict keys in store values must be str, not {type(k).__name__}"
-                    )
+                    raise TypeError(f"dict keys in store values must be str, not {type(k).__name__}")
                 out["$" + k if k.startswith("$") else k] = _to_json(v, path)
             return out
         finally:

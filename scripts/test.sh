@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The project's checks: lint, types, Python 3.10 compatibility, then the test suite.
-# Run from a venv with '.[test]' installed (see README: "Run the tests").
+# The project's checks: lint, types, Python 3.10 compatibility, the test suite on the native
+# engine, the store on the pure-Python engine, and the Pythonista profile (Python 3.10, no
+# compiled packages). Run from a venv with '.[test]' installed (README: "Run the tests").
+# Extra arguments go to the main pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,7 +10,29 @@ echo "== ruff"
 ruff check .
 echo "== mypy --strict"
 mypy mpstore
-echo "== vermin: nothing newer than Python 3.10 in mpstore/"
+echo "== vermin: nothing newer than Python 3.10 in mpstore/ and examples/"
 vermin --no-tips --violations --target=3.10- --eval-annotations mpstore examples
+
 echo "== pytest"
 python -m pytest -q "$@"
+
+echo "== the store and examples on the pure-Python engine"
+MPSTORE_ENGINE=python python -m pytest -q -p no:cacheprovider tests/store tests/engines tests/examples
+
+echo "== Pythonista profile"
+py310=""
+for candidate in "${PYTHON310:-}" python3.10 /root/.pyenv/versions/3.10*/bin/python /usr/bin/python3.10; do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+        py310=$candidate
+        break
+    fi
+done
+if [ -z "$py310" ]; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "no Python 3.10 interpreter found: the Pythonista profile cannot run" >&2
+        exit 1
+    fi
+    echo "skipped: no Python 3.10 interpreter found (set PYTHON310)"
+else
+    PYTHON310=$py310 tools/pythonista_profile.sh tests/store tests/engines
+fi

@@ -17,6 +17,21 @@ __all__ = ["PycrdtDoc", "PycrdtEngine"]
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
+def _count_fits(data: bytes, min_entry_size: int) -> bool:
+    """False if the leading var-uint count claims more entries than the bytes after it can hold.
+
+    yrs reserves room for that many entries before reading them: 7 bytes claiming 700 million
+    state-vector entries make it allocate and touch about 1 GB, so such input never reaches it.
+    """
+    n = shift = 0
+    for pos, byte in enumerate(data[:10]):
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return n * min_entry_size <= len(data) - pos - 1
+        shift += 7
+    return not data
+
+
 def _fresh_client_id() -> int:
     # Yjs client ids are uint32 in JS (yrs accepts up to 2**53); stay in the range every Yjs reads.
     return secrets.randbits(32) or 1
@@ -91,6 +106,8 @@ class PycrdtDoc(EngineDoc):
         """Apply a remote update; return the keys it changed with their new values."""
         self._changed.clear()
         self._keys_failed = False
+        if not _count_fits(update, 3):  # each client: struct count, client id, clock
+            raise CorruptUpdate("update rejected: more clients than its bytes can hold")
         self._remote = True
         try:
             # yrs decodes the whole update before integrating it, so malformed input leaves
@@ -140,6 +157,8 @@ class PycrdtDoc(EngineDoc):
 
     def encode_diff(self, state_vector: bytes) -> bytes:
         """Everything this document has that ``state_vector`` lacks."""
+        if not _count_fits(state_vector, 2):  # each entry: client id, clock
+            raise CorruptUpdate("bad state vector: more entries than its bytes can hold")
         try:
             return bytes(self._doc.get_update(state_vector))
         except _PASS_THROUGH:

@@ -70,6 +70,7 @@ def make(
     service: str = "test",
     *,
     name: str = "node",
+    recorder: Recorder | None = None,
     **kwargs: Any,
 ) -> tuple[LanTransport, Recorder]:
     """Open a loopback-only static LanTransport on the running loop."""
@@ -78,7 +79,7 @@ def make(
     kwargs.setdefault("ip_version", "v4")
     kwargs.setdefault("connect_timeout", 2.0)
     t = LanTransport(**kwargs)
-    r = Recorder()
+    r = recorder if recorder is not None else Recorder()
     t.open(asyncio.get_running_loop(), r, LocalNode(peer_id, name, service))
     return t, r
 

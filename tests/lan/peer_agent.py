@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--static", action="append", default=[], help="host:port to dial")
     p.add_argument("--no-discovery", action="store_true")
     p.add_argument("--info", default="", help="discovery info as k=v,k=v")
+    p.add_argument("--interface", action="append", default=None, help="interface name or address")
     p.add_argument("--secret", default=None, help="the group secret")
     p.add_argument("--max-message-rate", type=float, default=5000.0, help="0 for no limit")
     p.add_argument("--handshake-timeout", type=float, default=5.0)
@@ -116,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         statics.append((host, int(port)))
     info = dict(kv.split("=", 1) for kv in args.info.split(",") if kv)
     transport = LanTransport(
-        ip_version=args.ip_version, peers=statics, discovery=not args.no_discovery, connect_timeout=2.0
+        interfaces=args.interface,
+        ip_version=args.ip_version,
+        peers=statics,
+        discovery=not args.no_discovery,
+        connect_timeout=2.0,
     )
     t_create = time.time()
     _install_counters()
@@ -167,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif cmd == "events":
                     with mc.lock:
                         _reply(events=list(mc.events))
+                elif cmd == "threads":
+                    _reply(threads=sorted(t.name for t in threading.enumerate()))
                 elif cmd == "stop":
                     mc.stop_looking_for_peers()
                     _reply()

@@ -59,6 +59,9 @@ def test_three_peers_discover_each_other_and_exchange_messages(
     for i in range(3):  # one connection per pair: each peer joined exactly once everywhere
         events = lan.agents[i].call("events")["events"]
         assert [e["event"] for e in events] == ["added", "added"], events
+    # zeroconf runs on mpstore's core loop: no thread of its own.
+    threads = lan.agents[0].call("threads")["threads"]
+    assert [t for t in threads if not t.startswith("mpstore-")] == ["MainThread"], threads
 
 
 @pytest.mark.parametrize("version", ["all", "v6"])
@@ -70,6 +73,13 @@ def test_ipv4_and_ipv6_discovery_links_three_peers(
     _mesh(lan, 3, timeout=20)
     lan.agents[0].call("send", message="dual stack")
     wait_for(lambda: ("p0", "dual stack") in _inbox(lan, 2), 5, what="message")
+
+
+def test_chosen_interfaces_by_name_and_by_address(netns_lan: Callable[[int], NetnsLan]) -> None:
+    lan = netns_lan(2)
+    lan.spawn(0, "p0", "--interface", "eth0")
+    lan.spawn(1, "p1", "--interface", lan.address(1))
+    _mesh(lan, 2, timeout=20)
 
 
 def test_eight_peers_form_a_full_mesh(netns_lan: Callable[[int], NetnsLan]) -> None:

@@ -14,7 +14,9 @@ pytest.importorskip("cryptography")
 
 from mpstore.transports._lan._framing import Preface, encode_frame_header
 from mpstore.transports._lan._tls import TlsIdentity
-from tests.lan.helpers import close_all, free_ports, make, run, wait_until
+from mpstore.transports.base import LinkId
+from mpstore.transports.lan import LanTransport
+from tests.lan.helpers import Recorder, close_all, free_ports, make, run, wait_until
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 
@@ -341,5 +343,34 @@ def test_aclose_leaves_no_socket_or_task_and_no_callback_after() -> None:
         assert set(b[1].down) == set(b[1].up)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((host, port), timeout=1).close()
+
+    run(body())
+
+
+class _Refuser(Recorder):
+    """A listener that closes every link at once, as a core that refuses the peer would."""
+
+    transport: LanTransport | None = None
+
+    def link_up(self, link: LinkId, address: str | None) -> None:
+        super().link_up(link, address)
+        assert self.transport is not None
+        self.transport.close_link(link, "refused")
+
+
+def test_a_flapping_link_is_retried_with_backoff_never_in_parallel() -> None:
+    async def body() -> None:
+        refuser = _Refuser()
+        b = make(B, recorder=refuser)
+        refuser.transport = b[0]
+        a = make(A, peers=[b[0].address])
+        for t, _ in (a, b):
+            t.start_discovery()
+        await asyncio.sleep(3.0)
+        ups = [e for e in a[1].events if e[0] == "up"]
+        # Backoff 0.4 s, 0.8 s, 1.6 s (+-20 %) between attempts: 2 to 4 links in 3 s, one at a time.
+        assert 2 <= len(ups) <= 4, a[1].events
+        assert len(a[1].live()) <= 1
+        await close_all(a, b)
 
     run(body())

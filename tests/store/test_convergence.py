@@ -4,19 +4,27 @@ concurrent write to its key replaced it."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import random
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from store_fakes import FakeNet, Node
 
 from mpstore._docsync import Reader
 from mpstore._values import MISSING
-from mpstore.engines import _pycrdt
+
+# Seeded client ids make a failing example replay the same (both engines draw them here).
+_ID_HOOKS = []
+for _module in ("mpstore.engines._pycrdt", "mpstore.engines._python._doc"):
+    with contextlib.suppress(ImportError):
+        _ID_HOOKS.append(importlib.import_module(_module))
 
 KEYS = ["a", "b", "c", "d"]
 
@@ -121,7 +129,11 @@ def test_random_schedules_converge_and_lose_nothing(
     n: int, seed: int, schedule: list[tuple[Any, ...]], heal_seed: int
 ) -> None:
     ids = random.Random(seed)
-    with mock.patch.object(_pycrdt, "_fresh_client_id", lambda: ids.getrandbits(32) or 1):
+    with contextlib.ExitStack() as stack:
+        for module in _ID_HOOKS:
+            stack.enter_context(
+                mock.patch.object(module, "_fresh_client_id", lambda: ids.getrandbits(32) or 1)
+            )
         run_schedule(n, seed, schedule, heal_seed)
 
 
@@ -165,3 +177,35 @@ def run_schedule(n: int, seed: int, schedule: list[tuple[Any, ...]], heal_seed: 
     for other in svs[1:]:
         assert other == svs[0]
     model.check(finals[0], svs[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_long_random_schedules(seed: int) -> None:
+    """Longer schedules than Hypothesis favours: 8 peers, 300 operations."""
+    rng = random.Random(seed)
+    schedule: list[tuple[Any, ...]] = []
+    for _ in range(300):
+        kind = rng.choices(
+            ["set", "del", "batch", "connect", "disconnect", "deliver", "kill", "join"],
+            weights=[30, 8, 10, 15, 8, 20, 2, 3],
+        )[0]
+        if kind in ("set", "del"):
+            schedule.append((kind, rng.randrange(8), rng.choice(KEYS)))
+        elif kind == "batch":
+            ops = [(rng.choice(KEYS), rng.random() < 0.7) for _ in range(rng.randint(1, 4))]
+            schedule.append((kind, rng.randrange(8), ops))
+        elif kind in ("connect", "disconnect"):
+            schedule.append((kind, rng.randrange(8), rng.randrange(8)))
+        elif kind == "deliver":
+            schedule.append((kind, rng.randint(1, 60)))
+        elif kind == "kill":
+            schedule.append((kind, rng.randrange(8)))
+        else:
+            schedule.append((kind, rng.random() < 0.5))
+    ids = random.Random(seed)
+    with contextlib.ExitStack() as stack:
+        for module in _ID_HOOKS:
+            stack.enter_context(
+                mock.patch.object(module, "_fresh_client_id", lambda: ids.getrandbits(32) or 1)
+            )
+        run_schedule(6, seed, schedule, seed + 1)

@@ -3,10 +3,14 @@ and hostile input."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from store_fakes import FakeNet, Node
 
 from mpstore._docsync import (
@@ -18,8 +22,8 @@ from mpstore._docsync import (
     encode_update,
     write_varuint,
 )
-from mpstore._errors import CorruptUpdate
-from mpstore.engines import load_engine
+from mpstore._errors import CorruptUpdate, EngineUnavailable
+from mpstore.engines import ENGINE_NAMES, load_engine
 
 
 def contents(nodes: list[Node], name: str = "s") -> list[dict[str, Any]]:
@@ -387,3 +391,65 @@ def test_hostile_parts_and_bundles_are_dropped(caplog: pytest.LogCaptureFixture)
     a.store()["y"] = 2
     net.pump()
     assert b.store().to_dict() == {"x": 1, "y": 2}
+
+
+def _valid_messages() -> list[bytes]:
+    """Real store messages of every kind, captured from two managers syncing."""
+    net = FakeNet(9)
+    a, b = net.add("A"), net.add("B")
+    a.store()["x"] = [1, "two", b"3"]
+    captured: list[bytes] = []
+    orig = net.enqueue
+
+    def spy(src: str, dst: str, payload: bytes) -> None:
+        captured.append(payload)
+        orig(src, dst, payload)
+
+    net.enqueue = spy  # type: ignore[method-assign]
+    net.connect(a, b)
+    net.pump()
+    a.store()["y"] = {"k": 2.5}
+    del a.store()["x"]
+    net.pump()
+    return captured
+
+
+VALID = _valid_messages()
+ENGINES = []
+for _name in ENGINE_NAMES:
+    with contextlib.suppress(EngineUnavailable):
+        ENGINES.append(load_engine(_name))
+
+
+@settings(max_examples=int(os.environ.get("STORE_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.tuples(
+            st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)))
+        ).map(lambda t: _mutate(*t)),
+        st.sampled_from(VALID).flatmap(lambda m: st.integers(0, len(m)).map(lambda n: m[:n])),
+    )
+)
+def test_any_bytes_from_a_peer_never_raise_nor_corrupt(payload: bytes) -> None:
+    from mpstore._docsync import DocSync
+
+    for engine in ENGINES:
+        _fuzz_once(DocSync("me", engine.new_doc), payload)
+
+
+def _fuzz_once(sync: Any, payload: bytes) -> None:
+    sync.peer_added("peer")
+    sync.transact("s", {"mine": '"kept"'}, [])
+    sync.receive("peer", payload)  # must not raise
+    assert sync.docs["s"].get("mine") == '"kept"'
+    sync.transact("s", {"after": "1"}, [])
+    assert sync.docs["s"].get("after") == "1"
+
+
+def _mutate(message: bytes, edits: list[tuple[int, int]]) -> bytes:
+    out = bytearray(message)
+    for pos, value in edits:
+        if out:
+            out[pos % len(out)] = value
+    return bytes(out)

@@ -136,11 +136,17 @@ def test_partial_mesh_converges_through_the_middle_peer() -> None:
         b.wait_for_peers(2, timeout=5)
         time.sleep(0.2)
         assert [p.display_name for p in a.get_peers()] == ["B"]
+        for d in (a, b, c):
+            d.shared_dict("s")  # opened before the edits, so C sees them as changes
         a.shared_dict("s")["from_a"] = 1
         c.shared_dict("s")["from_c"] = 3
         final = wait_equal([a, b, c])
         assert final == {"from_a": 1, "from_c": 3}
-        got = [ch for name, ch in c.changes if "from_a" in ch.changes]
+        deadline = time.monotonic() + 5  # callbacks run on the dispatcher thread, a bit later
+        while not [ch for _, ch in c.changes if "from_a" in ch.changes]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        got = [ch for _, ch in c.changes if "from_a" in ch.changes]
         assert got[0].from_peer == a.my_peer  # a relayed edit names its author
 
 
@@ -282,3 +288,63 @@ def test_memory_network_schedules_converge(n: int, schedule: list[tuple[Any, ...
         svs = [_sv(d) for d in alive]
         assert all(sv == svs[0] for sv in svs)
         model.check(final, svs[0])
+
+
+def test_threads_share_one_device_over_the_real_core() -> None:
+    with devices() as make:
+        a, b = make("A"), make("B")
+        a.wait_for_peers(1, timeout=5)
+        s = a.shared_dict("s")
+        errors: list[BaseException] = []
+
+        def writer(t: int) -> None:
+            try:
+                for i in range(200):
+                    s[f"t{t}-{i}"] = i
+                    assert s[f"t{t}-{i}"] == i
+                    if i % 20 == 0:
+                        with s.batch():
+                            s[f"t{t}-{i}"] = -i
+                            s.pop(f"t{t}-{i - 1}", None)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        final = wait_equal([a, b])
+        assert len(final) == 4 * (200 - 9)
+
+
+def test_one_edit_is_n_minus_1_store_messages_over_the_real_core() -> None:
+    with devices() as make:
+        devs = [make(f"P{i}") for i in range(4)]
+        for d in devs:
+            d.wait_for_peers(3, timeout=5)
+        for d in devs:
+            d.shared_dict("s")["hello"] = d.my_peer.display_name
+        wait_equal(devs)
+
+        def sent() -> int:
+            return sum(d._node.store.docsync.stats.sent for d in devs)  # type: ignore[union-attr]
+
+        before = sent()
+        devs[0].shared_dict("s")["x"] = 1
+        wait_equal(devs)
+        assert sent() - before == 3
+
+
+def test_engine_choice_per_object() -> None:
+    with devices() as make:
+        with pytest.raises(ValueError, match="unknown store engine"):
+            make("X", engine="bogus")
+        a = make("A", engine="python")
+        b = make("B", engine="auto")
+        a.wait_for_peers(1, timeout=5)
+        a.shared_dict("s")["k"] = [1, b"2"]
+        b.shared_dict("s").wait_for(lambda s: "k" in s, timeout=5)
+        assert b.shared_dict("s")["k"] == [1, b"2"]
+        assert a._node.store.engine_name == "python"  # type: ignore[union-attr]

@@ -445,6 +445,10 @@ class PythonDoc(EngineDoc):
                 return
             item.left = left_s
             item.origin = (left_s.client, left_s.clock + left_s.length - 1)
+            # The encoding implies the origin's parent; a hostile update may claim another one
+            # (a struct overlapping known structs of a different key): follow the origin, as yrs
+            # does, so this replica matches what its own diff reproduces elsewhere.
+            item.parent, item.parent_sub = left_s.parent, left_s.parent_sub
             item.content = item.content.splice(offset)
             item.length -= offset
         parent = item.parent
