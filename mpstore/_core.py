@@ -35,6 +35,11 @@ __all__ = ["Node", "NodeOptions", "Owner"]
 
 log = logging.getLogger("mpstore")
 
+#: Links in their session handshake at once (each holds a socket until handshake_timeout).
+_MAX_HANDSHAKING_LINKS = 64
+#: Hosts whose failed proofs are remembered at once (each new address would otherwise grow it).
+_MAX_FAILING_HOSTS = 4096
+
 
 class Owner(Protocol):
     """The user-facing object whose callbacks the node invokes (on the dispatcher thread)."""
@@ -173,6 +178,10 @@ class Node:
         if self._rate_limited(address):
             log.warning("refusing a link from %s: too many failed authentications", address)
             self.transport.close_link(link, "too many failed authentications")
+            return
+        if sum(1 for e in self.links.values() if e.peer is None) >= _MAX_HANDSHAKING_LINKS:
+            log.info("refusing a link from %s: %d handshakes in progress", address, _MAX_HANDSHAKING_LINKS)
+            self.transport.close_link(link, "too many handshakes in progress")
             return
         hello = Hello(
             self.local.peer_id,
@@ -368,13 +377,26 @@ class Node:
             failures.popleft()
         return len(failures) >= self.options.max_auth_failures
 
+    def _forget_failures(self, now: float) -> None:
+        """Bound the table: drop hosts without a failure in the window, else the older half."""
+        table = self._auth_failures
+        horizon = now - self.options.auth_failure_window
+        for host in [h for h, failures in table.items() if not failures or failures[-1] < horizon]:
+            del table[host]
+        if len(table) >= _MAX_FAILING_HOSTS:
+            for host in list(table)[: len(table) // 2]:
+                del table[host]
+
     def _on_closed(self, link: LinkId, entry: _Link, event: Closed) -> None:
         self.links.pop(link, None)
         if event.auth_failed and entry.address is not None:
             log.warning("authentication with %s failed: %s", entry.address, event.reason)
             host = _host_of(entry.address)
+            now = time.monotonic()
+            if host not in self._auth_failures and len(self._auth_failures) >= _MAX_FAILING_HOSTS:
+                self._forget_failures(now)
             failures = self._auth_failures.setdefault(host, deque(maxlen=64))
-            failures.append(time.monotonic())
+            failures.append(now)
         self.transport.close_link(link, event.reason)
         peer = entry.peer
         if peer is None or self.peers.get(peer.id, (None, None))[1] != link:
