@@ -46,15 +46,20 @@ class Chat(mpstore.MultipeerConnectivity):
 def main() -> None:
     """Ask for a name, show the chat, end the session when the view closes."""
     if ui is None:
-        raise SystemExit("pythonista_chat.py needs Pythonista's ui module (iOS); "
-                         "on a computer run examples/chat.py")
+        raise SystemExit(
+            "pythonista_chat.py needs Pythonista's ui module (iOS); on a computer run examples/chat.py"
+        )
     import console  # type: ignore[import-not-found]
 
     name = console.input_alert("mpstore chat", "Your name") or "Peer"
     width, height = ui.get_screen_size()
     log_view = ui.TextView(frame=(0, 0, width, height - 88), flex="WH", editable=False)
-    field = ui.TextField(frame=(8, height - 80, width - 16, 36), flex="WT",
-                         placeholder="Message", clear_button_mode="while_editing")
+    field = ui.TextField(
+        frame=(8, height - 80, width - 16, 36),
+        flex="WT",
+        placeholder="Message",
+        clear_button_mode="while_editing",
+    )
 
     def append(line: str) -> None:
         log_view.text += line + "\n"

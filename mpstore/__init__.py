@@ -36,6 +36,8 @@ from ._store import SharedDict, StoreChange, Subscription
 from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
 from .transports.base import Transport
+from .transports.lan import LanTransport
+from .transports.mc import MCTransport
 from .transports.memory import MemoryNetwork
 
 __version__ = "0.1.0"
@@ -49,6 +51,8 @@ __all__ = [
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
     "InvalidServiceType",
+    "LanTransport",
+    "MCTransport",
     "MemoryNetwork",
     "MessageTooLarge",
     "MpstoreError",

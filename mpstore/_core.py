@@ -108,6 +108,8 @@ class Node:
         self.changed = threading.Condition()
         self.peers_snapshot: tuple[PeerID, ...] = ()
         self.blocked: set[str] = set()
+        #: Bytes of reliable messages that user threads posted and the core has not sent yet.
+        self.posted = 0
 
     # -- life cycle (core thread) -------------------------------------------------------------------
     def start(self, engine: str | None = None) -> None:
@@ -235,6 +237,15 @@ class Node:
             if entry is not None:
                 entry.session.send(kind, payload, reliable, now)
                 self._flush(found[1], entry)
+
+    def send_posted(self, kind: int, peer_ids: list[str], payload: bytes) -> None:
+        """Send a reliable message a user thread counted in ``posted``, then release the count."""
+        try:
+            self.send(kind, peer_ids, payload, True)
+        finally:
+            with self.changed:
+                self.posted -= len(payload)
+                self.changed.notify_all()
 
     def send_to_peer(self, peer: PeerID, kind: int, payload: bytes) -> None:
         """Send one reliable message to one connected peer (used by the store)."""

@@ -260,5 +260,7 @@ def run_demo(argv: Sequence[str] | None = None) -> int:
     finally:
         demo.close()
     if live is not None:
+        if not live.console.is_terminal:
+            print()  # rich leaves a redirected output mid-line after the last render
         print(demo.phase)
     return code

@@ -31,8 +31,8 @@ Rules:
 * Repair: the relay rule trusts that S reached its own neighbours. When S reports losing
   neighbour Y (NEIGHBOURS without Y, or S itself removed), each of our neighbours in that set may
   have missed what S was to deliver, so we send it SYNC_BOTH for every store we hold (it answers
-  step 2 and its step 1, we answer step 2). Cost per affected pair and store: two state vectors
-  and two diffs (a diff always carries the whole delete set).
+  step 2 and its step 1, we answer step 2); one at a time per peer and store. Cost per affected
+  pair and store: two state vectors and two diffs (a diff always carries the whole delete set).
 * A malformed message or a CRDT update the engine rejects is dropped with a logged reason; the
   documents stay as they were and the peer stays connected.
 """
@@ -288,6 +288,8 @@ class DocSync:
         self.their_neighbours: dict[str, frozenset[str]] = {}
         # Stores we sent step 1 for to each peer since it was added.
         self._asked: dict[str, set[str]] = {}
+        # SYNC_BOTH sent and not yet answered by the peer's step 1: never more than one at once.
+        self._resyncing: set[tuple[str, str]] = set()
         # Updates for a store held back from a new peer until our step 2 for it has gone out,
         # so that it never receives structs before the history they build on.
         self._held: dict[str, dict[str, list[bytes]]] = {}
@@ -414,6 +416,7 @@ class DocSync:
             return
         del self.neighbours[peer]
         self._asked.pop(peer, None)
+        self._resyncing = {k for k in self._resyncing if k[0] != peer}
         self._held.pop(peer, None)
         self._parts.pop(peer, None)
         lost = self.their_neighbours.pop(peer, frozenset())
@@ -425,7 +428,9 @@ class DocSync:
             if peer in self.neighbours:
                 self.stats.resyncs += 1
                 for name, d in self.docs.items():
-                    self._send(peer, encode_sync(K_SYNC_BOTH, name, Y_STEP1, d.state_vector()))
+                    if (peer, name) not in self._resyncing:
+                        self._resyncing.add((peer, name))
+                        self._send(peer, encode_sync(K_SYNC_BOTH, name, Y_STEP1, d.state_vector()))
 
     # -- incoming
 
@@ -534,6 +539,7 @@ class DocSync:
         if d is None:
             return
         if step == Y_STEP1:
+            self._resyncing.discard((peer, name))
             diff = d.encode_diff(data)
             self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, diff))
             for payload in self._held.get(peer, {}).pop(name, ()):

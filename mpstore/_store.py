@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from ._docsync import PART_SIZE, DocSync, StoreUpdated, check_store_name, encode_bundle
 from ._errors import Closed, Timeout
 from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
-from .engines import Engine, load_engine
+from .engines import ENGINE_NAMES, Engine, load_engine
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -482,6 +482,8 @@ class StoreManager:
         *,
         max_stores: int = 1024,
     ) -> None:
+        if isinstance(engine, str) and engine not in (*ENGINE_NAMES, "auto"):
+            raise ValueError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
         self._host = host
         local_id = host.local_id
         self._engine_choice = engine

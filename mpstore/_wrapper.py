@@ -37,6 +37,8 @@ __all__ = ["MultipeerCommunications", "MultipeerConnectivity"]
 log = logging.getLogger("mpstore")
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Reliable message bytes user threads may have posted to the core thread and not yet sent.
+_MAX_POSTED = 4 * 1024 * 1024
 
 
 class MultipeerConnectivity:
@@ -215,11 +217,14 @@ class MultipeerConnectivity:
         targets = self._targets(to_peer, connected)
         if not targets:
             return
+        ids = [peer.id for peer in targets]
         if reliable:
-            self._wait_writable(targets)
-        elif self._node.blocked:
-            targets = [peer for peer in targets if peer.id not in self._node.blocked]
-        self._runtime.post(self._node.send, Kind.APP, [peer.id for peer in targets], payload, reliable)
+            self._wait_writable(targets, len(payload))
+            self._runtime.post(self._node.send_posted, Kind.APP, ids, payload)
+            return
+        if self._node.blocked:
+            ids = [peer.id for peer in targets if peer.id not in self._node.blocked]
+        self._runtime.post(self._node.send, Kind.APP, ids, payload, reliable)
 
     def _targets(self, to_peer: Any, connected: tuple[PeerID, ...]) -> list[PeerID]:
         if to_peer is None:
@@ -241,19 +246,23 @@ class MultipeerConnectivity:
             raise NotConnected(f"not connected to {names}; nothing was sent", missing[0])
         return list(dict.fromkeys(wanted))
 
-    def _wait_writable(self, targets: list[PeerID]) -> None:
+    def _wait_writable(self, targets: list[PeerID], size: int) -> None:
+        # Wait while a target's link is over its high-water mark, or while the core has not yet
+        # taken _MAX_POSTED bytes posted before: without the second rule a fast sender would
+        # queue without bound on the core loop before the transport's back-pressure reaches it.
         node = self._node
-        if not node.blocked:
-            return
         deadline = time.monotonic() + self._send_timeout
         with node.changed:
-            while any(peer.id in node.blocked for peer in targets):
+            while True:
+                slow = [peer for peer in targets if peer.id in node.blocked]
+                if not slow and (node.posted == 0 or node.posted + size <= _MAX_POSTED):
+                    node.posted += size
+                    return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    slow = [peer for peer in targets if peer.id in node.blocked]
+                    who = repr(slow[0]) if slow else "the core"
                     raise SendTimeout(
-                        f"{slow[0]!r} has not drained its send buffer for "
-                        f"{self._send_timeout} s; nothing was sent"
+                        f"{who} has not drained its send buffer for {self._send_timeout} s; nothing was sent"
                     )
                 node.changed.wait(remaining)
 

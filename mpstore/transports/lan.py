@@ -410,6 +410,9 @@ class LanTransport(Transport):
         """Close every link and release sockets, tasks and zeroconf."""
         if self._closed:
             return
+        if self._loop is None:  # never opened
+            self._closed = True
+            return
         self._closing = True
         self._looking = False
         for target in self._targets.values():

@@ -51,8 +51,9 @@ def _install(monkeypatch: pytest.MonkeyPatch, adapter: str) -> Any:
 
 
 @pytest.fixture(params=ADAPTERS)
-def adapter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
-            world: sim.World) -> Iterator[Any]:
+def adapter(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, world: sim.World
+) -> Iterator[Any]:
     """Fake modules for one adapter installed in sys.modules; yields the fake's state."""
     fake = _install(monkeypatch, request.param)
     fake.kind = request.param
@@ -76,8 +77,9 @@ def make_bridge(adapter: Any) -> Callable[[], Any]:
 
 
 @pytest.fixture
-def nodes(loop: LoopThread, make_bridge: Callable[[], Any],
-          world: sim.World) -> Iterator[Callable[..., Node]]:
+def nodes(
+    loop: LoopThread, make_bridge: Callable[[], Any], world: sim.World
+) -> Iterator[Callable[..., Node]]:
     made: list[Node] = []
 
     def make(name: str, **kw: Any) -> Node:

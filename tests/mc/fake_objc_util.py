@@ -31,8 +31,13 @@ _INVOKE = CFUNCTYPE(None, c_void_p, c_bool, c_void_p)
 
 
 class _BlockLiteral(Structure):
-    _fields_ = [("isa", c_void_p), ("flags", c_int), ("reserved", c_int), ("invoke", _INVOKE),
-                ("descriptor", c_void_p)]
+    _fields_ = [
+        ("isa", c_void_p),
+        ("flags", c_int),
+        ("reserved", c_int),
+        ("invoke", _INVOKE),
+        ("descriptor", c_void_p),
+    ]
 
 
 class FString:
@@ -117,35 +122,61 @@ _OBJ = "@16@0:8"
 _SET_DELEGATE = "v24@0:8@16"
 _VOID = "v16@0:8"
 TABLE: dict[type, dict[str, str]] = {
-    sim.MCPeerID: {"initWithDisplayName:": "@24@0:8@16", "displayName": _OBJ,
-                   "hash": "Q16@0:8", "isEqual:": "B24@0:8@16"},
-    sim.MCSession: {"initWithPeer:": "@24@0:8@16",
-                    "initWithPeer:securityIdentity:encryptionPreference:": "@40@0:8@16@24q32",
-                    "setDelegate:": _SET_DELEGATE, "delegate": _OBJ,
-                    "sendData:toPeers:withMode:error:": "B48@0:8@16@24q32^@40",
-                    "disconnect": _VOID, "connectedPeers": _OBJ, "myPeerID": _OBJ,
-                    "encryptionPreference": "q16@0:8"},
+    sim.MCPeerID: {
+        "initWithDisplayName:": "@24@0:8@16",
+        "displayName": _OBJ,
+        "hash": "Q16@0:8",
+        "isEqual:": "B24@0:8@16",
+    },
+    sim.MCSession: {
+        "initWithPeer:": "@24@0:8@16",
+        "initWithPeer:securityIdentity:encryptionPreference:": "@40@0:8@16@24q32",
+        "setDelegate:": _SET_DELEGATE,
+        "delegate": _OBJ,
+        "sendData:toPeers:withMode:error:": "B48@0:8@16@24q32^@40",
+        "disconnect": _VOID,
+        "connectedPeers": _OBJ,
+        "myPeerID": _OBJ,
+        "encryptionPreference": "q16@0:8",
+    },
     sim.MCNearbyServiceAdvertiser: {
         "initWithPeer:discoveryInfo:serviceType:": "@40@0:8@16@24@32",
-        "setDelegate:": _SET_DELEGATE, "delegate": _OBJ, "discoveryInfo": _OBJ,
-        "startAdvertisingPeer": _VOID, "stopAdvertisingPeer": _VOID},
+        "setDelegate:": _SET_DELEGATE,
+        "delegate": _OBJ,
+        "discoveryInfo": _OBJ,
+        "myPeerID": _OBJ,
+        "startAdvertisingPeer": _VOID,
+        "stopAdvertisingPeer": _VOID,
+    },
     sim.MCNearbyServiceBrowser: {
-        "initWithPeer:serviceType:": "@32@0:8@16@24", "setDelegate:": _SET_DELEGATE,
-        "delegate": _OBJ, "startBrowsingForPeers": _VOID, "stopBrowsingForPeers": _VOID,
-        "invitePeer:toSession:withContext:timeout:": "v48@0:8@16@24@32d40"},
+        "initWithPeer:serviceType:": "@32@0:8@16@24",
+        "setDelegate:": _SET_DELEGATE,
+        "delegate": _OBJ,
+        "startBrowsingForPeers": _VOID,
+        "stopBrowsingForPeers": _VOID,
+        "invitePeer:toSession:withContext:timeout:": "v48@0:8@16@24@32d40",
+    },
     sim.NSData: {"length": "Q16@0:8"},
     sim.NSError: {"domain": _OBJ, "code": "q16@0:8", "localizedDescription": _OBJ},
     FString: {"UTF8String": "r*16@0:8", "description": _OBJ},
     FArray: {"count": "Q16@0:8", "objectAtIndex:": "@24@0:8Q16", "addObject:": "v24@0:8@16"},
-    FDict: {"count": "Q16@0:8", "allKeys": _OBJ, "objectForKey:": "@24@0:8@16",
-            "setObject:forKey:": "v32@0:8@16@24"},
+    FDict: {
+        "count": "Q16@0:8",
+        "allKeys": _OBJ,
+        "objectForKey:": "@24@0:8@16",
+        "setObject:forKey:": "v32@0:8@16@24",
+    },
 }
 NSOBJECT = {"init": _OBJ, "retain": _OBJ, "release": "Vv16@0:8", "autorelease": _OBJ}
 CLASSES: dict[str, type] = {
-    "MCPeerID": sim.MCPeerID, "MCSession": sim.MCSession,
+    "MCPeerID": sim.MCPeerID,
+    "MCSession": sim.MCSession,
     "MCNearbyServiceAdvertiser": sim.MCNearbyServiceAdvertiser,
-    "MCNearbyServiceBrowser": sim.MCNearbyServiceBrowser, "NSData": sim.NSData,
-    "NSString": FString, "NSMutableArray": FArray, "NSMutableDictionary": FDict,
+    "MCNearbyServiceBrowser": sim.MCNearbyServiceBrowser,
+    "NSData": sim.NSData,
+    "NSString": FString,
+    "NSMutableArray": FArray,
+    "NSMutableDictionary": FDict,
 }
 
 
@@ -159,10 +190,10 @@ def split_encoding(encoding: str) -> list[str]:
             i += 1
             continue
         if ch == "^":
-            codes.append(encoding[i:i + 2])
+            codes.append(encoding[i : i + 2])
             i += 2
             continue
-        if ch == "@" and encoding[i + 1:i + 2] == "?":
+        if ch == "@" and encoding[i + 1 : i + 2] == "?":
             codes.append("@?")
             i += 2
             continue
@@ -171,8 +202,17 @@ def split_encoding(encoding: str) -> list[str]:
     return codes
 
 
-_CTYPES: dict[str, Any] = {"@": c_void_p, ":": c_void_p, "#": c_void_p, "q": c_longlong,
-                           "Q": c_ulonglong, "i": c_int, "B": c_bool, "d": c_double, "v": None}
+_CTYPES: dict[str, Any] = {
+    "@": c_void_p,
+    ":": c_void_p,
+    "#": c_void_p,
+    "q": c_longlong,
+    "Q": c_ulonglong,
+    "i": c_int,
+    "B": c_bool,
+    "d": c_double,
+    "v": None,
+}
 
 
 class FakeClass:
@@ -369,8 +409,10 @@ class FakeObjCUtil:
         if selector in ("init", "autorelease"):
             return obj
         foundation = isinstance(obj, (FString, FArray, FDict))  # these hold ObjC objects
-        args = [(self.at(a) if foundation else to_sim(self.at(a))) if code == "@" else a
-                for code, a in zip(params, raw, strict=True)]
+        args = [
+            (self.at(a) if foundation else to_sim(self.at(a))) if code == "@" else a
+            for code, a in zip(params, raw, strict=True)
+        ]
         if selector == "sendData:toPeers:withMode:error:":
             out = raw[3]
             err = obj.send(sim._as_bytes(args[0]), list(args[1]), int(args[2]))
@@ -394,13 +436,23 @@ class FakeObjCUtil:
         if isinstance(value, list):
             return self.wrap(self.ptr_of(FArray([self.at(self.ns(v).ptr) for v in value])))
         if isinstance(value, dict):
-            return self.wrap(self.ptr_of(FDict({self.at(self.ns(k).ptr): self.at(self.ns(v).ptr)
-                                                for k, v in value.items()})))
+            return self.wrap(
+                self.ptr_of(
+                    FDict({self.at(self.ns(k).ptr): self.at(self.ns(v).ptr) for k, v in value.items()})
+                )
+            )
         raise TypeError(f"ns() cannot convert {type(value).__name__}")
 
     # ---- create_objc_class
-    def create_objc_class(self, name: str, superclass: Any = None, methods: Any = (),
-                          classmethods: Any = (), protocols: Any = (), debug: bool = True) -> Any:
+    def create_objc_class(
+        self,
+        name: str,
+        superclass: Any = None,
+        methods: Any = (),
+        classmethods: Any = (),
+        protocols: Any = (),
+        debug: bool = True,
+    ) -> Any:
         basename = name
         if debug:
             suffix = 1
@@ -416,7 +468,7 @@ class FakeObjCUtil:
             else:
                 mname = method.__name__
                 if mname.startswith(basename + "_"):
-                    mname = mname[len(basename) + 1:]
+                    mname = mname[len(basename) + 1 :]
                 selector = mname.replace("_", ":")
             encoding = getattr(method, "encoding", None)
             if encoding is None:  # the protocol is not found: everything is an object
@@ -431,13 +483,18 @@ class FakeObjCUtil:
             # objc_util counts arguments with inspect.getargspec, which refuses annotations.
             spec = inspect.getfullargspec(method)
             if spec.kwonlyargs or spec.annotations:
-                raise ValueError("Function has keyword-only parameters or annotations, use "
-                                 "inspect.signature() API which can support them")
+                raise ValueError(
+                    "Function has keyword-only parameters or annotations, use "
+                    "inspect.signature() API which can support them"
+                )
             n = len(spec.args)
             if n != len(argtypes):
                 raise ValueError(f"{method} has {n} arguments (expected {len(argtypes)})")
-            cls.methods[selector] = (encoding, CFUNCTYPE(restype, *argtypes)(
-                self._guard(selector, method)), method)
+            cls.methods[selector] = (
+                encoding,
+                CFUNCTYPE(restype, *argtypes)(self._guard(selector, method)),
+                method,
+            )
         self.classes[name] = cls
         return self.ObjCClass(name)
 
@@ -448,6 +505,7 @@ class FakeObjCUtil:
             except BaseException as e:  # ctypes would print it and return garbage
                 self.callback_errors.append(f"{selector}: {e!r}")
                 return None
+
         return imp
 
     # ---- the module
@@ -484,6 +542,7 @@ class FakeObjCUtil:
 
                 def call(*args: Any, **kw: Any) -> Any:
                     return fake.send_message(self.ptr, selector, args)
+
                 return call
 
             def __str__(self) -> str:
@@ -539,6 +598,7 @@ class FakeObjCUtil:
                 if threading.get_ident() in sim.world().framework_thread_ids:
                     sim.world().crash("on_main_thread waited from a framework queue")
                 return func(*a, **k)
+
             return run
 
         def block_copy(ptr: Any) -> int:
@@ -558,7 +618,18 @@ class FakeObjCUtil:
         m.on_main_thread = on_main_thread  # type: ignore[attr-defined]
         m.load_framework = lambda name: True  # type: ignore[attr-defined]
         m.c = types.SimpleNamespace(_Block_copy=block_copy, _Block_release=block_release)  # type: ignore[attr-defined]
-        for name in ("c_void_p", "c_bool", "c_longlong", "c_ulonglong", "c_int", "c_double",
-                     "byref", "POINTER", "Structure", "CFUNCTYPE", "sizeof"):
+        for name in (
+            "c_void_p",
+            "c_bool",
+            "c_longlong",
+            "c_ulonglong",
+            "c_int",
+            "c_double",
+            "byref",
+            "POINTER",
+            "Structure",
+            "CFUNCTYPE",
+            "sizeof",
+        ):
             setattr(m, name, getattr(ctypes, name))
         return m

@@ -16,7 +16,9 @@ from typing import Any
 from . import sim
 
 _PROTOCOLS = {
-    "MCSessionDelegate", "MCNearbyServiceAdvertiserDelegate", "MCNearbyServiceBrowserDelegate",
+    "MCSessionDelegate",
+    "MCNearbyServiceAdvertiserDelegate",
+    "MCNearbyServiceBrowserDelegate",
 }
 
 
@@ -56,6 +58,7 @@ class FakeObjC:
             def deco(func: Any) -> Any:
                 func.__objc_signature__ = bytes(signature)
                 return func
+
             return deco
 
         def protocol_named(name: str) -> _Protocol:
@@ -100,8 +103,11 @@ class FakeObjC:
                     meta = fake.block_metadata.get((b"NSObject", selector.encode()))
                     if meta is None or "callable" not in meta.get("arguments", {}).get(5, {}):
                         conv[-1] = _OpaqueBlock()
-                if (signature is not None and selector == "session:peer:didChangeState:"
-                        and not signature.endswith(b"q")):
+                if (
+                    signature is not None
+                    and selector == "session:peer:didChangeState:"
+                    and not signature.endswith(b"q")
+                ):
                     conv[2] = None if args[2] == 0 else args[2]
                 try:
                     method(*conv)
@@ -114,8 +120,7 @@ class FakeObjC:
         fake.NSObject = NSObject  # type: ignore[attr-defined]
 
         mc = types.ModuleType("MultipeerConnectivity")
-        for name in ("MCPeerID", "MCSession", "MCNearbyServiceAdvertiser",
-                     "MCNearbyServiceBrowser"):
+        for name in ("MCPeerID", "MCSession", "MCNearbyServiceAdvertiser", "MCNearbyServiceBrowser"):
             setattr(mc, name, getattr(sim, name))
         mc.MCSessionSendDataReliable = sim.RELIABLE  # type: ignore[attr-defined]
         mc.MCSessionSendDataUnreliable = sim.UNRELIABLE  # type: ignore[attr-defined]

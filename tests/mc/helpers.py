@@ -96,17 +96,34 @@ class Recorder:
 class Node:
     """One device: an MCTransport on a bridge, opened on the loop thread."""
 
-    def __init__(self, loop: LoopThread, bridge: Bridge, name: str, *, service: str = "chat",
-                 node_id: str | None = None, info: dict[str, str] | None = None,
-                 invite_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        loop: LoopThread,
+        bridge: Bridge,
+        name: str,
+        *,
+        service: str = "chat",
+        node_id: str | None = None,
+        info: dict[str, str] | None = None,
+        invite_timeout: float = 2.0,
+    ) -> None:
         self.loop = loop
         self.name = name
         self.failures: list[Exception] = []
-        self.transport = MCTransport(bridge, invite_timeout=invite_timeout, retry_delay=0.05,
-                                     flush_grace=0.05, on_failure=self.failures.append)
+        self.transport = MCTransport(
+            bridge,
+            invite_timeout=invite_timeout,
+            retry_delay=0.05,
+            flush_grace=0.05,
+            on_failure=self.failures.append,
+        )
         self.rec = Recorder(loop)
-        self.local = LocalNode(peer_id=node_id or secrets.token_hex(8), display_name=name,
-                               service_type=service, discovery_info=info or {})
+        self.local = LocalNode(
+            peer_id=node_id or secrets.token_hex(8),
+            display_name=name,
+            service_type=service,
+            discovery_info=info or {},
+        )
         loop.call(lambda: self.transport.open(loop.loop, self.rec, self.local))
         self.closed = False
 

@@ -246,9 +246,11 @@ class MCSession(_Delegating):
                     continue
                 jitter = w.rng.random() * w.latency if mode == UNRELIABLE else 0.0
                 w.deliver(
-                    remote, "session:didReceiveData:fromPeer:",
+                    remote,
+                    "session:didReceiveData:fromPeer:",
                     (remote, NSData(data), self._peer.copy_()),
-                    extra_delay=jitter, from_uid=self._peer._uid,
+                    extra_delay=jitter,
+                    from_uid=self._peer._uid,
                 )
             return None
 
@@ -259,10 +261,8 @@ class MCSession(_Delegating):
             for uid, remote in list(self._links.items()):
                 del self._links[uid]
                 remote._links.pop(self._peer._uid, None)
-                w.deliver(remote, "session:peer:didChangeState:",
-                          (remote, self._peer.copy_(), NOT_CONNECTED))
-                w.deliver(self, "session:peer:didChangeState:",
-                          (self, w.peers[uid].copy_(), NOT_CONNECTED))
+                w.deliver(remote, "session:peer:didChangeState:", (remote, self._peer.copy_(), NOT_CONNECTED))
+                w.deliver(self, "session:peer:didChangeState:", (self, w.peers[uid].copy_(), NOT_CONNECTED))
             for attempt in list(w.attempts):
                 if attempt.inviter_session is self or attempt.invitee_session is self:
                     w.fail_attempt(attempt, "disconnected")
@@ -308,17 +308,24 @@ class InvitationHandler:
                 return
             if a.done:
                 if accept:
-                    w.deliver(session, "session:peer:didChangeState:",
-                              (session, w.peers[a.inviter_uid].copy_(), CONNECTING))
-                    w.deliver(session, "session:peer:didChangeState:",
-                              (session, w.peers[a.inviter_uid].copy_(), NOT_CONNECTED))
+                    w.deliver(
+                        session,
+                        "session:peer:didChangeState:",
+                        (session, w.peers[a.inviter_uid].copy_(), CONNECTING),
+                    )
+                    w.deliver(
+                        session,
+                        "session:peer:didChangeState:",
+                        (session, w.peers[a.inviter_uid].copy_(), NOT_CONNECTED),
+                    )
                 return
             if not accept:
                 w.fail_attempt(a, "declined")
                 return
             a.invitee_session = session
-            w.deliver(session, "session:peer:didChangeState:",
-                      (session, w.peers[a.inviter_uid].copy_(), CONNECTING))
+            w.deliver(
+                session, "session:peer:didChangeState:", (session, w.peers[a.inviter_uid].copy_(), CONNECTING)
+            )
             if session.occupancy() >= MAX_PEERS:
                 w.full_refusals += 1
                 w.fail_attempt(a, "session full")
@@ -348,6 +355,9 @@ class MCNearbyServiceAdvertiser(_Delegating):
         self.running = False
         world().made.append(self)
         return self
+
+    def myPeerID(self) -> MCPeerID:
+        return self._peer
 
     def discoveryInfo(self) -> dict[str, str]:
         return dict(self._info)
@@ -393,8 +403,12 @@ class MCNearbyServiceBrowser(_Delegating):
 
 def check_service_type(service_type: Any) -> None:
     """Apple's rule; the framework throws at init when it is broken."""
-    if (not isinstance(service_type, str) or not 1 <= len(service_type) <= 15
-            or not _SERVICE_RE.match(service_type) or service_type.endswith("-")):
+    if (
+        not isinstance(service_type, str)
+        or not 1 <= len(service_type) <= 15
+        or not _SERVICE_RE.match(service_type)
+        or service_type.endswith("-")
+    ):
         raise SimCrash(f"NSInvalidArgumentException: invalid serviceType {service_type!r}")
 
 
@@ -419,6 +433,7 @@ class World:
         self.declared_service_types: set[str] | None = None
         self.fail_next_connections = 0
         self.drop_invitations = False
+        self.invitation_delay = 0.0
         self.crashes: list[str] = []
         self.peers: dict[int, MCPeerID] = {}
         self.sessions: list[MCSession] = []
@@ -463,9 +478,7 @@ class World:
         self.framework_thread_ids.add(threading.get_ident())
         while True:
             with self._cv:
-                while not self._stopping and (
-                    not self._heap or self._heap[0][0] > time.monotonic()
-                ):
+                while not self._stopping and (not self._heap or self._heap[0][0] > time.monotonic()):
                     wait = self._heap[0][0] - time.monotonic() if self._heap else 0.5
                     self._cv.wait(max(0.0, min(wait, 0.5)))
                 if self._stopping:
@@ -488,13 +501,19 @@ class World:
             time.sleep(0.005)
 
     # ---- delegate calls
-    def deliver(self, obj: _Delegating, selector: str, args: tuple[Any, ...], *,
-                extra_delay: float = 0.0, from_uid: int | None = None) -> None:
+    def deliver(
+        self,
+        obj: _Delegating,
+        selector: str,
+        args: tuple[Any, ...],
+        *,
+        extra_delay: float = 0.0,
+        from_uid: int | None = None,
+    ) -> None:
         """Call ``obj``'s delegate on the framework queue after the latency."""
         self.later(self.latency + extra_delay, self._call, obj, selector, args, from_uid)
 
-    def _call(self, obj: _Delegating, selector: str, args: tuple[Any, ...],
-              from_uid: int | None) -> None:
+    def _call(self, obj: _Delegating, selector: str, args: tuple[Any, ...], from_uid: int | None) -> None:
         own = obj._peer._uid  # type: ignore[attr-defined]
         if own in self.backgrounded or (from_uid is not None and from_uid in self.backgrounded):
             return
@@ -528,8 +547,11 @@ class World:
         return self.declared_service_types is None or service_type in self.declared_service_types
 
     def _not_declared(self) -> NSError:
-        return NSError(NETSERVICES_DOMAIN, -72008, "The operation couldn't be completed. "
-                       "(NSNetServicesErrorDomain error -72008.)")
+        return NSError(
+            NETSERVICES_DOMAIN,
+            -72008,
+            "The operation couldn't be completed. (NSNetServicesErrorDomain error -72008.)",
+        )
 
     def _visible(self, a: int, b: int) -> bool:
         return a != b and a not in self.backgrounded and b not in self.backgrounded
@@ -537,8 +559,7 @@ class World:
     def start_advertiser(self, adv: MCNearbyServiceAdvertiser) -> None:
         with self.lock:
             if not self._declared(adv._type):
-                self.deliver(adv, "advertiser:didNotStartAdvertisingPeer:",
-                             (adv, self._not_declared()))
+                self.deliver(adv, "advertiser:didNotStartAdvertisingPeer:", (adv, self._not_declared()))
                 return
             if adv.running:
                 return
@@ -574,15 +595,25 @@ class World:
 
     def _maybe_found(self, b: MCNearbyServiceBrowser, adv: MCNearbyServiceAdvertiser) -> None:
         uid = adv._peer._uid
-        if (b.running and adv.running and b._type == adv._type
-                and self._visible(b._peer._uid, uid) and uid not in b.found):
+        if (
+            b.running
+            and adv.running
+            and b._type == adv._type
+            and self._visible(b._peer._uid, uid)
+            and uid not in b.found
+        ):
             b.found.add(uid)
-            self.deliver(b, "browser:foundPeer:withDiscoveryInfo:",
-                         (b, adv._peer.copy_(), dict(adv._info)))
+            self.deliver(b, "browser:foundPeer:withDiscoveryInfo:", (b, adv._peer.copy_(), dict(adv._info)))
 
     # ---- invitations and connections
-    def invite(self, browser: MCNearbyServiceBrowser, invitee_uid: int, session: MCSession,
-               context: bytes, timeout: float) -> None:
+    def invite(
+        self,
+        browser: MCNearbyServiceBrowser,
+        invitee_uid: int,
+        session: MCSession,
+        context: bytes,
+        timeout: float,
+    ) -> None:
         with self.lock:
             self.invitations += 1
             a = _Attempt(session, invitee_uid, context)
@@ -592,23 +623,37 @@ class World:
                 self.fail_attempt(a, "session full")
                 return
             session._connecting.add(invitee_uid)
-            self.deliver(session, "session:peer:didChangeState:",
-                         (session, self.peers[invitee_uid].copy_(), CONNECTING))
-            crossing = [o for o in self.attempts if not o.done and o.inviter_uid == invitee_uid
-                        and o.invitee_uid == a.inviter_uid]
+            self.deliver(
+                session,
+                "session:peer:didChangeState:",
+                (session, self.peers[invitee_uid].copy_(), CONNECTING),
+            )
+            crossing = [
+                o
+                for o in self.attempts
+                if not o.done and o.inviter_uid == invitee_uid and o.invitee_uid == a.inviter_uid
+            ]
             if crossing:
                 # Both sides inviting each other at once: in the field this mostly fails.
                 self.collisions += 1
                 for o in [*crossing, a]:
                     self.later(self.latency * 3, self.fail_attempt, o, "crossed invitations")
-            target = next((adv for adv in self.advertisers if adv._peer._uid == invitee_uid
-                           and adv._type == browser._type), None)
-            if (target is not None and self._visible(a.inviter_uid, invitee_uid)
-                    and not self.drop_invitations):
+            target = next(
+                (
+                    adv
+                    for adv in self.advertisers
+                    if adv._peer._uid == invitee_uid and adv._type == browser._type
+                ),
+                None,
+            )
+            if target is not None and self._visible(a.inviter_uid, invitee_uid) and not self.drop_invitations:
                 handler = InvitationHandler(a)
-                self.deliver(target, "advertiser:didReceiveInvitationFromPeer:withContext:"
-                             "invitationHandler:",
-                             (target, self.peers[a.inviter_uid].copy_(), NSData(context), handler))
+                self.deliver(
+                    target,
+                    "advertiser:didReceiveInvitationFromPeer:withContext:invitationHandler:",
+                    (target, self.peers[a.inviter_uid].copy_(), NSData(context), handler),
+                    extra_delay=self.invitation_delay,
+                )
             self.later(timeout, self.fail_attempt, a, "timed out")
 
     def fail_attempt(self, a: _Attempt, why: str) -> None:
@@ -618,12 +663,18 @@ class World:
             a.done = True
             a.why = why  # type: ignore[attr-defined]
             a.inviter_session._connecting.discard(a.invitee_uid)
-            self.deliver(a.inviter_session, "session:peer:didChangeState:",
-                         (a.inviter_session, self.peers[a.invitee_uid].copy_(), NOT_CONNECTED))
+            self.deliver(
+                a.inviter_session,
+                "session:peer:didChangeState:",
+                (a.inviter_session, self.peers[a.invitee_uid].copy_(), NOT_CONNECTED),
+            )
             if a.invitee_session is not None:
                 a.invitee_session._connecting.discard(a.inviter_uid)
-                self.deliver(a.invitee_session, "session:peer:didChangeState:",
-                             (a.invitee_session, self.peers[a.inviter_uid].copy_(), NOT_CONNECTED))
+                self.deliver(
+                    a.invitee_session,
+                    "session:peer:didChangeState:",
+                    (a.invitee_session, self.peers[a.inviter_uid].copy_(), NOT_CONNECTED),
+                )
 
     def complete_attempt(self, a: _Attempt) -> None:
         with self.lock:
@@ -638,10 +689,12 @@ class World:
             s2._connecting.discard(a.inviter_uid)
             s1._links[a.invitee_uid] = s2
             s2._links[a.inviter_uid] = s1
-            self.deliver(s2, "session:peer:didChangeState:",
-                         (s2, self.peers[a.inviter_uid].copy_(), CONNECTED))
-            self.deliver(s1, "session:peer:didChangeState:",
-                         (s1, self.peers[a.invitee_uid].copy_(), CONNECTED))
+            self.deliver(
+                s2, "session:peer:didChangeState:", (s2, self.peers[a.inviter_uid].copy_(), CONNECTED)
+            )
+            self.deliver(
+                s1, "session:peer:didChangeState:", (s1, self.peers[a.invitee_uid].copy_(), CONNECTED)
+            )
 
     # ---- fault injection
     def uid_of(self, display_name: str) -> int:
@@ -674,8 +727,9 @@ class World:
                     s._closed = True  # the other side keeps a ghost link to it
                     for ruid in list(s._links):
                         del s._links[ruid]
-                        self.deliver(s, "session:peer:didChangeState:",
-                                     (s, self.peers[ruid].copy_(), NOT_CONNECTED))
+                        self.deliver(
+                            s, "session:peer:didChangeState:", (s, self.peers[ruid].copy_(), NOT_CONNECTED)
+                        )
 
     def unanswered(self) -> list[InvitationHandler]:
         """Invitation handlers nobody called."""

@@ -39,8 +39,7 @@ def test_objc_util_encodings_match_apple(objc_util_fake: Any) -> None:
     expected = dict(sim.DELEGATE_ENCODINGS)
     del expected["session:didReceiveCertificate:fromPeer:certificateHandler:"]  # accept all
     assert declared == expected
-    state = objc_util_fake.classes[classes["session"].name].methods[
-        "session:peer:didChangeState:"][2]
+    state = objc_util_fake.classes[classes["session"].name].methods["session:peer:didChangeState:"][2]
     assert state.argtypes[-1] is ctypes.c_longlong
 
 
@@ -101,8 +100,7 @@ def test_objc_util_rerun_in_the_same_process_gets_fresh_class_names(
     monkeypatch.delitem(sys.modules, _OU)  # Pythonista unloads user modules on a re-run
     second = importlib.import_module(_OU)
     names2 = {c.name for c in second.delegate_classes().values()}
-    assert names1 == {"MpstoreMCSessionDelegate", "MpstoreMCBrowserDelegate",
-                      "MpstoreMCAdvertiserDelegate"}
+    assert names1 == {"MpstoreMCSessionDelegate", "MpstoreMCBrowserDelegate", "MpstoreMCAdvertiserDelegate"}
     assert names2 == {n + "_2" for n in names1}
     a, b = _connect_pair(loop, second.ObjCUtilBridge)
     a.close()
@@ -119,13 +117,15 @@ def test_pyobjc_signatures_and_block_metadata(pyobjc_fake: Any) -> None:
     expected = dict(sim.DELEGATE_ENCODINGS)
     del expected["session:didReceiveCertificate:fromPeer:certificateHandler:"]
     assert declared == expected
-    meta = pyobjc_fake.block_metadata[(b"NSObject", b"advertiser:didReceiveInvitationFromPeer:"
-                                                   b"withContext:invitationHandler:")]
+    meta = pyobjc_fake.block_metadata[
+        (b"NSObject", b"advertiser:didReceiveInvitationFromPeer:withContext:invitationHandler:")
+    ]
     assert meta["arguments"][5]["callable"]["arguments"][1]["type"] == b"Z"
 
 
-def test_pyobjc_rerun_gets_fresh_class_names(pyobjc_fake: Any, loop: LoopThread,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pyobjc_rerun_gets_fresh_class_names(
+    pyobjc_fake: Any, loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = importlib.import_module(_PO)
     first.delegate_classes()
     monkeypatch.delitem(sys.modules, _PO)
@@ -144,8 +144,7 @@ def test_make_bridge_picks_objc_util_inside_pythonista(objc_util_fake: Any) -> N
     assert isinstance(mc.make_bridge(), ObjCUtilBridge)
 
 
-def test_make_bridge_picks_pyobjc_on_macos(pyobjc_fake: Any,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_make_bridge_picks_pyobjc_on_macos(pyobjc_fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from mpstore.transports.mc._pyobjc import PyObjCBridge
 
     monkeypatch.setattr(sys, "platform", "darwin")
@@ -185,13 +184,12 @@ class _Rec(sim._SimObject):
 
     def session_didReceiveData_fromPeer_(self, *a: Any) -> None: ...
     def session_didReceiveStream_withName_fromPeer_(self, *a: Any) -> None: ...
-    def session_didStartReceivingResourceWithName_fromPeer_withProgress_(self, *a: Any) -> None:
-        ...
-    def session_didFinishReceivingResourceWithName_fromPeer_atURL_withError_(
-            self, *a: Any) -> None: ...
+    def session_didStartReceivingResourceWithName_fromPeer_withProgress_(self, *a: Any) -> None: ...
+    def session_didFinishReceivingResourceWithName_fromPeer_atURL_withError_(self, *a: Any) -> None: ...
 
     def advertiser_didReceiveInvitationFromPeer_withContext_invitationHandler_(
-            self, adv: Any, p: Any, ctx: Any, handler: Any) -> None:
+        self, adv: Any, p: Any, ctx: Any, handler: Any
+    ) -> None:
         self.invites.append(handler)
 
     def browser_foundPeer_withDiscoveryInfo_(self, *a: Any) -> None: ...
@@ -205,8 +203,7 @@ def test_sim_crossing_invitations_fail(world: sim.World) -> None:
         s.setDelegate_(r)
     ads = []
     for p, r in ((pa, ra), (pb, rb)):
-        adv = sim.MCNearbyServiceAdvertiser.alloc().initWithPeer_discoveryInfo_serviceType_(
-            p, {}, "x")
+        adv = sim.MCNearbyServiceAdvertiser.alloc().initWithPeer_discoveryInfo_serviceType_(p, {}, "x")
         adv.setDelegate_(r)
         adv.startAdvertisingPeer()
         ads.append(adv)
@@ -235,8 +232,7 @@ def test_sim_session_holds_at_most_eight_peers(world: sim.World) -> None:
         p, s = _session(world, f"g{i}")
         r = _Rec()
         s.setDelegate_(r)
-        adv = sim.MCNearbyServiceAdvertiser.alloc().initWithPeer_discoveryInfo_serviceType_(
-            p, {}, "x")
+        adv = sim.MCNearbyServiceAdvertiser.alloc().initWithPeer_discoveryInfo_serviceType_(p, {}, "x")
         adv.setDelegate_(r)
         adv.startAdvertisingPeer()
         guests.append((p, s, r, adv))

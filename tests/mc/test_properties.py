@@ -41,15 +41,20 @@ def _check_order(node: Node) -> None:
         last[sender] = int(seq)
 
 
-@settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, len(NAMES) - 1)), max_size=10))
 def test_random_schedules_keep_the_link_rules_and_converge(
     make_bridge: Callable[[], Any], world: sim.World, schedule: list[tuple[str, int]]
 ) -> None:
     loop = LoopThread()
-    ns = [Node(loop, make_bridge(), name, node_id=f"{i + 1:02x}" * 8, invite_timeout=0.3)
-          for i, name in enumerate(NAMES)]
+    ns = [
+        Node(loop, make_bridge(), name, node_id=f"{i + 1:02x}" * 8, invite_timeout=2.0)
+        for i, name in enumerate(NAMES)
+    ]
     seq = 0
     try:
         for n in ns:
@@ -79,16 +84,20 @@ def test_random_schedules_keep_the_link_rules_and_converge(
             n.start()
         for n in ns:
             assert n.rec.wait(lambda n=n: len(n.rec.live()) == len(NAMES) - 1, timeout=5), (
-                n.name, n.rec.events)
+                n.name,
+                n.rec.events,
+            )
         for n in ns:
             _check_link_rules(n)
             _check_order(n)
     finally:
-        for n in ns:
-            n.close()
-        loop.stop()
         world.drop_invitations = False
         world.fail_next_connections = 0
+        try:
+            for n in ns:
+                n.close()
+        finally:
+            loop.stop()
     world.idle(1.0)
     assert world.unanswered() == []
     assert world.crashes == []

@@ -61,8 +61,9 @@ def _fake_ui(presented: list[Any]) -> types.ModuleType:
     return ui
 
 
-def test_two_pythonista_chats_talk(objc_util_fake: Any, monkeypatch: pytest.MonkeyPatch,
-                                   world: sim.World) -> None:
+def test_two_pythonista_chats_talk(
+    objc_util_fake: Any, monkeypatch: pytest.MonkeyPatch, world: sim.World
+) -> None:
     presented: list[Any] = []
     names = iter(["Ann", "Bob"])
     console = types.ModuleType("console")
@@ -76,8 +77,7 @@ def test_two_pythonista_chats_talk(objc_util_fake: Any, monkeypatch: pytest.Monk
     module.main()
     (ann_log, ann_field), (bob_log, _bob_field) = [v.subviews for v in presented]
     try:
-        wait_until(lambda: "* Bob joined" in ann_log.text and "* Ann joined" in bob_log.text,
-                   timeout=10)
+        wait_until(lambda: "* Bob joined" in ann_log.text and "* Ann joined" in bob_log.text, timeout=10)
         ann_field.text = "  hello Bob "
         ann_field.action(ann_field)
         assert ann_field.text == "" and "me: hello Bob" in ann_log.text

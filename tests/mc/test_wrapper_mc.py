@@ -26,8 +26,7 @@ def mc_platform(adapter: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setitem(sys.modules, "pythonista", types.ModuleType("pythonista"))
     else:
         monkeypatch.setattr(mc, "in_pythonista", lambda: False)
-        monkeypatch.setattr(mc, "sys", types.SimpleNamespace(platform="darwin",
-                                                             modules=sys.modules))
+        monkeypatch.setattr(mc, "sys", types.SimpleNamespace(platform="darwin", modules=sys.modules))
     yield adapter.kind
 
 
@@ -46,8 +45,7 @@ def test_seed_expected_usage_over_mc(mc_platform: str, world: sim.World) -> None
     try:
         ann, bob, cid = peer("Ann"), peer("Bob"), peer("Cid")
         assert ann.transport.name == "mc"
-        assert _bridge_kind(ann) == ("ObjCUtilBridge" if mc_platform == "objc_util"
-                                     else "PyObjCBridge")
+        assert _bridge_kind(ann) == ("ObjCUtilBridge" if mc_platform == "objc_util" else "PyObjCBridge")
         for m in (ann, bob, cid):  # 3. wait for peers
             assert len(m.wait_for_peers(2, timeout=10)) == 2
         wait_until(connected(ann, bob, cid))
@@ -114,8 +112,7 @@ def test_mc_limits_are_clear_errors(mc_platform: str, world: sim.World) -> None:
         ann.end_all()
 
 
-def test_undeclared_service_type_raises_from_wait_for_peers(mc_platform: str,
-                                                            world: sim.World) -> None:
+def test_undeclared_service_type_raises_from_wait_for_peers(mc_platform: str, world: sim.World) -> None:
     world.declared_service_types = {"pythonista"}
     ann = Recorder("Ann", "chat", transport="mc")
     try:
@@ -125,8 +122,7 @@ def test_undeclared_service_type_raises_from_wait_for_peers(mc_platform: str,
         ann.end_all()
 
 
-def test_refusal_and_secrets_over_mc_without_a_reconnect_storm(mc_platform: str,
-                                                               world: sim.World) -> None:
+def test_refusal_and_secrets_over_mc_without_a_reconnect_storm(mc_platform: str, world: sim.World) -> None:
     ann = Recorder("Ann", "chat", transport="mc", secret="table 4", refuse={"Bob"})
     bob = Recorder("Bob", "chat", transport="mc", secret="table 4")
     eve = Recorder("Eve", "chat", transport="mc", secret="guess")

@@ -42,7 +42,7 @@ class PythonistaProfile(importlib.abc.MetaPathFinder):
             return None
         if top in BLOCKED_NAMES:
             self.blocked.append(fullname)
-            raise ImportError(f"{fullname} is not available in the Pythonista profile")
+            raise ModuleNotFoundError(f"{fullname} is not available in the Pythonista profile", name=fullname)
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
@@ -52,9 +52,8 @@ class PythonistaProfile(importlib.abc.MetaPathFinder):
             origin = spec.origin or ""
             if origin.endswith(_EXTENSIONS) and not _stdlib(origin):
                 self.blocked.append(fullname)
-                raise ImportError(
-                    f"{fullname} is a compiled extension ({origin}): "
-                    "not importable in the Pythonista profile"
+                raise ModuleNotFoundError(
+                    f"{fullname} is a compiled extension ({origin}): not importable in the Pythonista profile"
                 )
             return None
         return None

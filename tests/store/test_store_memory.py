@@ -335,3 +335,16 @@ def test_one_edit_is_n_minus_1_store_messages_over_the_real_core() -> None:
         devs[0].shared_dict("s")["x"] = 1
         wait_equal(devs)
         assert sent() - before == 3
+
+
+def test_engine_choice_per_object() -> None:
+    with devices() as make:
+        with pytest.raises(ValueError, match="unknown store engine"):
+            make("X", engine="bogus")
+        a = make("A", engine="python")
+        b = make("B", engine="auto")
+        a.wait_for_peers(1, timeout=5)
+        a.shared_dict("s")["k"] = [1, b"2"]
+        b.shared_dict("s").wait_for(lambda s: "k" in s, timeout=5)
+        assert b.shared_dict("s")["k"] == [1, b"2"]
+        assert a._node.store.engine_name == "python"  # type: ignore[union-attr]

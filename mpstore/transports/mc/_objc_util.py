@@ -48,8 +48,13 @@ _HANDLER_INVOKE = CFUNCTYPE(None, c_void_p, c_bool, c_void_p)
 class _BlockLiteral(Structure):
     """The start of every block: isa, flags, reserved, invoke, descriptor."""
 
-    _fields_ = [("isa", c_void_p), ("flags", c_int), ("reserved", c_int),
-                ("invoke", _HANDLER_INVOKE), ("descriptor", c_void_p)]
+    _fields_ = [
+        ("isa", c_void_p),
+        ("flags", c_int),
+        ("reserved", c_int),
+        ("invoke", _HANDLER_INVOKE),
+        ("descriptor", c_void_p),
+    ]
 
 
 _block_copy = objc_util.c._Block_copy
@@ -90,22 +95,21 @@ _P = c_void_p
 
 def _define_classes() -> dict[str, Any]:
     @_method("v@:@@q", [_P, _P, c_longlong])
-    def session_peer_didChangeState_(_self: int, _cmd: int, session: int, peer: int,
-                                     state: int) -> None:
+    def session_peer_didChangeState_(_self: int, _cmd: int, session: int, peer: int, state: int) -> None:
         b = _route(_self)
         if b is not None:
             b._on_state(session, peer, state)
 
     @_method("v@:@@@", [_P, _P, _P])
-    def session_didReceiveData_fromPeer_(_self: int, _cmd: int, session: int, data: int,
-                                         peer: int) -> None:
+    def session_didReceiveData_fromPeer_(_self: int, _cmd: int, session: int, data: int, peer: int) -> None:
         b = _route(_self)
         if b is not None:
             b._on_data(session, data, peer)
 
     @_method("v@:@@@@", [_P, _P, _P, _P])
-    def session_didReceiveStream_withName_fromPeer_(_self: int, _cmd: int, session: int,
-                                                    stream: int, name: int, peer: int) -> None:
+    def session_didReceiveStream_withName_fromPeer_(
+        _self: int, _cmd: int, session: int, stream: int, name: int, peer: int
+    ) -> None:
         pass  # we never open streams
 
     @_method("v@:@@@@", [_P, _P, _P, _P])
@@ -121,8 +125,9 @@ def _define_classes() -> dict[str, Any]:
         pass
 
     @_method("v@:@@@", [_P, _P, _P])
-    def browser_foundPeer_withDiscoveryInfo_(_self: int, _cmd: int, browser: int, peer: int,
-                                             info: int) -> None:
+    def browser_foundPeer_withDiscoveryInfo_(
+        _self: int, _cmd: int, browser: int, peer: int, info: int
+    ) -> None:
         b = _route(_self)
         if b is not None:
             b._on_found(peer, info)
@@ -134,8 +139,7 @@ def _define_classes() -> dict[str, Any]:
             b._on_lost(peer)
 
     @_method("v@:@@", [_P, _P])
-    def browser_didNotStartBrowsingForPeers_(_self: int, _cmd: int, browser: int,
-                                             error: int) -> None:
+    def browser_didNotStartBrowsingForPeers_(_self: int, _cmd: int, browser: int, error: int) -> None:
         b = _route(_self)
         if b is not None:
             b._on_not_started("browser", error)
@@ -146,33 +150,46 @@ def _define_classes() -> dict[str, Any]:
     ) -> None:
         b = _route(_self)
         if b is not None:
-            b._on_invitation(peer, context, handler)
+            b._on_invitation(advertiser, peer, context, handler)
         elif handler:
             _call_handler(handler, False, None)
 
     @_method("v@:@@", [_P, _P])
-    def advertiser_didNotStartAdvertisingPeer_(_self: int, _cmd: int, advertiser: int,
-                                               error: int) -> None:
+    def advertiser_didNotStartAdvertisingPeer_(_self: int, _cmd: int, advertiser: int, error: int) -> None:
         b = _route(_self)
         if b is not None:
             b._on_not_started("advertiser", error)
 
     make = objc_util.create_objc_class
     return {
-        "session": make("MpstoreMCSessionDelegate", methods=[
-            session_peer_didChangeState_, session_didReceiveData_fromPeer_,
-            session_didReceiveStream_withName_fromPeer_,
-            session_didStartReceivingResourceWithName_fromPeer_withProgress_,
-            session_didFinishReceivingResourceWithName_fromPeer_atURL_withError_,
-        ], protocols=["MCSessionDelegate"]),
-        "browser": make("MpstoreMCBrowserDelegate", methods=[
-            browser_foundPeer_withDiscoveryInfo_, browser_lostPeer_,
-            browser_didNotStartBrowsingForPeers_,
-        ], protocols=["MCNearbyServiceBrowserDelegate"]),
-        "advertiser": make("MpstoreMCAdvertiserDelegate", methods=[
-            advertiser_didReceiveInvitationFromPeer_withContext_invitationHandler_,
-            advertiser_didNotStartAdvertisingPeer_,
-        ], protocols=["MCNearbyServiceAdvertiserDelegate"]),
+        "session": make(
+            "MpstoreMCSessionDelegate",
+            methods=[
+                session_peer_didChangeState_,
+                session_didReceiveData_fromPeer_,
+                session_didReceiveStream_withName_fromPeer_,
+                session_didStartReceivingResourceWithName_fromPeer_withProgress_,
+                session_didFinishReceivingResourceWithName_fromPeer_atURL_withError_,
+            ],
+            protocols=["MCSessionDelegate"],
+        ),
+        "browser": make(
+            "MpstoreMCBrowserDelegate",
+            methods=[
+                browser_foundPeer_withDiscoveryInfo_,
+                browser_lostPeer_,
+                browser_didNotStartBrowsingForPeers_,
+            ],
+            protocols=["MCNearbyServiceBrowserDelegate"],
+        ),
+        "advertiser": make(
+            "MpstoreMCAdvertiserDelegate",
+            methods=[
+                advertiser_didReceiveInvitationFromPeer_withContext_invitationHandler_,
+                advertiser_didNotStartAdvertisingPeer_,
+            ],
+            protocols=["MCNearbyServiceAdvertiserDelegate"],
+        ),
     }
 
 
@@ -220,12 +237,14 @@ class ObjCUtilBridge(Bridge):
         self._me: Any = None
         self._name = ""
         self._type = ""
-        self._peers: Handles[Any] = Handles(key=lambda p: int(p.hash()),
-                                            same=lambda a, b: bool(a.isEqual_(b)))
+        self._peers: Handles[Any] = Handles(
+            key=lambda p: int(p.hash()), same=lambda a, b: bool(a.isEqual_(b))
+        )
         self._sessions: dict[int, Any] = {}
         self._session_ptrs: dict[int, int] = {}
         self._next_session = itertools.count(1)
         self._invitations: dict[int, int] = {}  # handle -> copied block pointer
+        self._invited_as: dict[int, Any] = {}  # handle -> the MCPeerID it was addressed to
         self._next_invitation = itertools.count(1)
         self._delegates: dict[str, Any] = {}
         self._advertiser: Any = None
@@ -250,9 +269,16 @@ class ObjCUtilBridge(Bridge):
     def renew_identity(self) -> None:
         self._me = self._new_peer_id()
 
-    def new_session(self) -> int:
-        s = _make("MCSession", "initWithPeer_securityIdentity_encryptionPreference_",
-                  self._me, None, ENCRYPTION_REQUIRED)
+    def new_session(self, invitation: int | None = None) -> int:
+        with self._lock:
+            me = self._invited_as.get(invitation, self._me) if invitation else self._me
+        s = _make(
+            "MCSession",
+            "initWithPeer_securityIdentity_encryptionPreference_",
+            me,
+            None,
+            ENCRYPTION_REQUIRED,
+        )
         s.setDelegate_(self._delegates["session"])
         with self._lock:
             h = next(self._next_session)
@@ -262,8 +288,13 @@ class ObjCUtilBridge(Bridge):
 
     def advertise(self, info: Mapping[str, str]) -> None:
         self.stop_advertising()
-        adv = _make("MCNearbyServiceAdvertiser", "initWithPeer_discoveryInfo_serviceType_",
-                    self._me, objc_util.ns(dict(info)), self._type)
+        adv = _make(
+            "MCNearbyServiceAdvertiser",
+            "initWithPeer_discoveryInfo_serviceType_",
+            self._me,
+            objc_util.ns(dict(info)),
+            self._type,
+        )
         adv.setDelegate_(self._delegates["advertiser"])
         self._advertiser = adv
         adv.startAdvertisingPeer()
@@ -293,12 +324,12 @@ class ObjCUtilBridge(Bridge):
         p, s, b = self._peers.get(peer), self._sessions.get(session), self._browser
         if p is None or s is None or b is None:
             raise LookupError("invite: unknown peer or session, or not browsing")
-        b.invitePeer_toSession_withContext_timeout_(p, s, objc_util.ns(bytes(context)),
-                                                     float(timeout))
+        b.invitePeer_toSession_withContext_timeout_(p, s, objc_util.ns(bytes(context)), float(timeout))
 
     def answer(self, invitation: int, accept: bool, session: int | None) -> None:
         with self._lock:
             block = self._invitations.pop(invitation, None)
+            self._invited_as.pop(invitation, None)
             s = self._sessions.get(session) if session is not None else None
         if block is None:
             return
@@ -314,8 +345,7 @@ class ObjCUtilBridge(Bridge):
             return "unknown session or peer"
         error = c_void_p()
         mode = SEND_RELIABLE if reliable else SEND_UNRELIABLE
-        ok = s.sendData_toPeers_withMode_error_(objc_util.ns(data), objc_util.ns([p]), mode,
-                                                byref(error))
+        ok = s.sendData_toPeers_withMode_error_(objc_util.ns(data), objc_util.ns([p]), mode, byref(error))
         if ok:
             return None
         if not error.value:
@@ -337,6 +367,7 @@ class ObjCUtilBridge(Bridge):
             self._closed = True
             blocks = list(self._invitations.values())
             self._invitations.clear()
+            self._invited_as.clear()
             sessions = list(self._sessions)
         self.stop_advertising()
         self.stop_browsing()
@@ -407,12 +438,11 @@ class ObjCUtilBridge(Bridge):
     def _on_not_started(self, role: str, error: int) -> None:
         try:
             e = objc_util.ObjCInstance(error)
-            self._send_event(DidNotStart(role, str(e.domain()), int(e.code()),
-                                         str(e.localizedDescription())))
+            self._send_event(DidNotStart(role, str(e.domain()), int(e.code()), str(e.localizedDescription())))
         except Exception:
             log.exception("mc: did-not-start callback failed")
 
-    def _on_invitation(self, peer: int, context: int, handler: int) -> None:
+    def _on_invitation(self, advertiser: int, peer: int, context: int, handler: int) -> None:
         block: int | None = None
         try:
             block = _block_copy(handler)  # the handler outlives this call
@@ -421,6 +451,7 @@ class ObjCUtilBridge(Bridge):
                 if not closed:
                     inv = next(self._next_invitation)
                     self._invitations[inv] = block
+                    self._invited_as[inv] = objc_util.ObjCInstance(advertiser).myPeerID()
             if closed:
                 _call_handler(block, False, None)
                 _block_release(block)

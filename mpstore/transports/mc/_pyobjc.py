@@ -75,10 +75,17 @@ def _define_classes() -> dict[str, Any]:
     objc.registerMetaDataForSelector(
         b"NSObject",
         _INVITATION_SEL,
-        {"arguments": {5: {"type": b"@?",
-                           "callable": {"retval": {"type": b"v"},
-                                        "arguments": {0: {"type": b"^v"}, 1: {"type": b"Z"},
-                                                      2: {"type": b"@"}}}}}},
+        {
+            "arguments": {
+                5: {
+                    "type": b"@?",
+                    "callable": {
+                        "retval": {"type": b"v"},
+                        "arguments": {0: {"type": b"^v"}, 1: {"type": b"Z"}, 2: {"type": b"@"}},
+                    },
+                }
+            }
+        },
     )
 
     def session_body(ns: dict[str, Any]) -> None:
@@ -116,9 +123,7 @@ def _define_classes() -> dict[str, Any]:
 
     def browser_body(ns: dict[str, Any]) -> None:
         @_signature(b"v@:@@@")
-        def browser_foundPeer_withDiscoveryInfo_(
-            self: Any, browser: Any, peer: Any, info: Any
-        ) -> None:
+        def browser_foundPeer_withDiscoveryInfo_(self: Any, browser: Any, peer: Any, info: Any) -> None:
             o = _owner(self)
             if o is not None:
                 o._on_found(peer, info)
@@ -144,7 +149,7 @@ def _define_classes() -> dict[str, Any]:
         ) -> None:
             o = _owner(self)
             if o is not None:
-                o._on_invitation(peer, context, handler)
+                o._on_invitation(advertiser, peer, context, handler)
             elif callable(handler):
                 handler(False, None)
 
@@ -160,11 +165,12 @@ def _define_classes() -> dict[str, Any]:
     for key, base, proto, body in (
         ("session", "MpstoreMCSessionDelegate", "MCSessionDelegate", session_body),
         ("browser", "MpstoreMCBrowserDelegate", "MCNearbyServiceBrowserDelegate", browser_body),
-        ("advertiser", "MpstoreMCAdvertiserDelegate", "MCNearbyServiceAdvertiserDelegate",
-         advertiser_body),
+        ("advertiser", "MpstoreMCAdvertiserDelegate", "MCNearbyServiceAdvertiserDelegate", advertiser_body),
     ):
         made[key] = types.new_class(
-            _fresh_name(base), (NSObject,), {"protocols": [objc.protocolNamed(proto)]},
+            _fresh_name(base),
+            (NSObject,),
+            {"protocols": [objc.protocolNamed(proto)]},
             body,
         )
     return made
@@ -193,12 +199,14 @@ class PyObjCBridge(Bridge):
         self._me: Any = None
         self._name = ""
         self._type = ""
-        self._peers: Handles[Any] = Handles(key=lambda p: int(p.hash()),
-                                            same=lambda a, b: bool(a.isEqual_(b)))
+        self._peers: Handles[Any] = Handles(
+            key=lambda p: int(p.hash()), same=lambda a, b: bool(a.isEqual_(b))
+        )
         self._sessions: dict[int, Any] = {}
         self._session_ids: dict[int, int] = {}
         self._next_session = itertools.count(1)
         self._invitations: dict[int, Any] = {}
+        self._invited_as: dict[int, Any] = {}  # invitation -> the MCPeerID it was addressed to
         self._next_invitation = itertools.count(1)
         self._delegates: dict[str, Any] = {}
         self._advertiser: Any = None
@@ -221,9 +229,11 @@ class PyObjCBridge(Bridge):
     def renew_identity(self) -> None:
         self._me = MC.MCPeerID.alloc().initWithDisplayName_(self._name)
 
-    def new_session(self) -> int:
+    def new_session(self, invitation: int | None = None) -> int:
+        with self._lock:
+            me = self._invited_as.get(invitation, self._me) if invitation else self._me
         s = MC.MCSession.alloc().initWithPeer_securityIdentity_encryptionPreference_(
-            self._me, None, ENCRYPTION_REQUIRED
+            me, None, ENCRYPTION_REQUIRED
         )
         s.setDelegate_(self._delegates["session"])
         with self._lock:
@@ -271,6 +281,7 @@ class PyObjCBridge(Bridge):
     def answer(self, invitation: int, accept: bool, session: int | None) -> None:
         with self._lock:
             handler = self._invitations.pop(invitation, None)
+            self._invited_as.pop(invitation, None)
             s = self._sessions.get(session) if session is not None else None
         if handler is None:
             return
@@ -298,6 +309,7 @@ class PyObjCBridge(Bridge):
             self._closed = True
             handlers = list(self._invitations.values())
             self._invitations.clear()
+            self._invited_as.clear()
             sessions = list(self._sessions)
         self.stop_advertising()
         self.stop_browsing()
@@ -355,12 +367,13 @@ class PyObjCBridge(Bridge):
 
     def _on_not_started(self, role: str, error: Any) -> None:
         try:
-            self._send_event(DidNotStart(role, str(error.domain()), int(error.code()),
-                                         str(error.localizedDescription())))
+            self._send_event(
+                DidNotStart(role, str(error.domain()), int(error.code()), str(error.localizedDescription()))
+            )
         except Exception:
             log.exception("mc: did-not-start callback failed")
 
-    def _on_invitation(self, peer: Any, context: Any, handler: Any) -> None:
+    def _on_invitation(self, advertiser: Any, peer: Any, context: Any, handler: Any) -> None:
         try:
             if not callable(handler):
                 log.error("mc: the invitation handler block is not callable (pyobjc metadata?)")
@@ -372,6 +385,7 @@ class PyObjCBridge(Bridge):
                     closed = False
                     inv = next(self._next_invitation)
                     self._invitations[inv] = handler
+                    self._invited_as[inv] = advertiser.myPeerID()
             if closed:
                 handler(False, None)
                 return

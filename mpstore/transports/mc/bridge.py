@@ -124,8 +124,12 @@ class Bridge(abc.ABC):
         """Make a fresh MCPeerID for what is made from now on; live sessions keep theirs."""
 
     @abc.abstractmethod
-    def new_session(self) -> int:
-        """Make an MCSession with encryption required and our delegate; return its handle."""
+    def new_session(self, invitation: int | None = None) -> int:
+        """Make an MCSession with encryption required and our delegate; return its handle.
+
+        For accepting ``invitation``, the session is made with the MCPeerID the invitation was
+        addressed to (an earlier identity, if it came to an advertiser since replaced).
+        """
 
     @abc.abstractmethod
     def advertise(self, info: Mapping[str, str]) -> None:

@@ -64,7 +64,7 @@ def node_from_context(context: bytes) -> str | None:
     if not context.startswith(_CONTEXT_PREFIX):
         return None
     try:
-        node = context[len(_CONTEXT_PREFIX):].decode("ascii")
+        node = context[len(_CONTEXT_PREFIX) :].decode("ascii")
     except UnicodeDecodeError:
         return None
     return node if _valid_node(node) else None
@@ -146,9 +146,7 @@ class MCTransport(Transport):
         return f"<MCTransport node={self._node[:8]} links={len(self._links)}>"
 
     # ---------------------------------------------------------------- Transport
-    def open(
-        self, loop: asyncio.AbstractEventLoop, listener: LinkListener, local: LocalNode
-    ) -> None:
+    def open(self, loop: asyncio.AbstractEventLoop, listener: LinkListener, local: LocalNode) -> None:
         """Bind to the core loop and make our MCPeerID."""
         self._loop, self._listener, self._local = loop, listener, local
         self._node = local.peer_id.lower()
@@ -294,7 +292,7 @@ class MCTransport(Transport):
         r = self._remotes.setdefault(node, _Remote(node, ev.display_name))
         if r.link is not None:  # a live link to a node that has rebuilt its framework: a ghost
             self._end(r.link, "replaced by a new connection", retry=False, grace=False)
-        session = self._bridge.new_session()
+        session = self._bridge.new_session(ev.invitation)
         self._bridge.answer(ev.invitation, True, session)
         self._peer_nodes.setdefault(ev.peer, node)
         self._new_link(r, session, ev.peer, ev.display_name, inviter=False)
@@ -331,8 +329,7 @@ class MCTransport(Transport):
             )
         else:
             error = TransportError(
-                f"Multipeer Connectivity could not start the {ev.role}: "
-                f"{ev.domain} {ev.code}: {ev.message}"
+                f"Multipeer Connectivity could not start the {ev.role}: {ev.domain} {ev.code}: {ev.message}"
             )
         log.error("mc: %s", error)
         if self.failure is None:
@@ -351,12 +348,22 @@ class MCTransport(Transport):
             log.warning(
                 "mc: not connecting %r: Multipeer Connectivity connects at most %d devices "
                 "(this one and %d peers), and %d are connected or connecting",
-                r.name, MAX_PEERS_PER_SESSION, MAX_REMOTE_PEERS, self._count_links(),
+                r.name,
+                MAX_PEERS_PER_SESSION,
+                MAX_REMOTE_PEERS,
+                self._count_links(),
             )
 
     def _maybe_invite(self, r: _Remote) -> None:
-        if (self._closed or not self._discovering or r.link is not None or not r.found
-                or r.peer is None or not _before(self._node, r.node) or r.attempts >= _ATTEMPTS):
+        if (
+            self._closed
+            or not self._discovering
+            or r.link is not None
+            or not r.found
+            or r.peer is None
+            or not _before(self._node, r.node)
+            or r.attempts >= _ATTEMPTS
+        ):
             return
         if self._count_links() >= MAX_REMOTE_PEERS:
             self._refuse_full(r)
@@ -365,8 +372,7 @@ class MCTransport(Transport):
         r.attempts += 1
         link = self._new_link(r, session, r.peer, r.name, inviter=True)
         try:
-            self._bridge.invite(r.peer, session, _CONTEXT_PREFIX + self._node.encode(),
-                                self._invite_timeout)
+            self._bridge.invite(r.peer, session, _CONTEXT_PREFIX + self._node.encode(), self._invite_timeout)
         except Exception:
             log.exception("mc: inviting %s failed", r.name)
             self._end(link, "invitation failed", retry=False)
@@ -412,7 +418,8 @@ class MCTransport(Transport):
             r.link = None
         if grace and self._loop is not None and not self._closed:
             self._pending_disconnects[link.session] = self._loop.call_later(
-                self._flush_grace, self._disconnect_later, link.session)
+                self._flush_grace, self._disconnect_later, link.session
+            )
         else:
             self._bridge.disconnect(link.session)
         if link.up:
@@ -442,7 +449,8 @@ class MCTransport(Transport):
         node = self._peer_nodes.get(peer)
         r = self._remotes.get(node) if node is not None else None
         in_use = (r is not None and r.peer == peer and r.found) or any(
-            lk.peer == peer for lk in self._links.values())
+            lk.peer == peer for lk in self._links.values()
+        )
         if in_use:
             return
         # The bridge keeps the handle: an event already on its way may still name it.
