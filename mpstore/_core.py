@@ -35,6 +35,11 @@ __all__ = ["Node", "NodeOptions", "Owner"]
 
 log = logging.getLogger("mpstore")
 
+#: Links in their session handshake at once (each holds a socket until handshake_timeout).
+_MAX_HANDSHAKING_LINKS = 64
+#: Hosts whose failed proofs are remembered at once (each new address would otherwise grow it).
+_MAX_FAILING_HOSTS = 4096
+
 
 class Owner(Protocol):
     """The user-facing object whose callbacks the node invokes (on the dispatcher thread)."""
@@ -103,6 +108,9 @@ class Node:
         self.changed = threading.Condition()
         self.peers_snapshot: tuple[PeerID, ...] = ()
         self.blocked: set[str] = set()
+        self.peer_rates: dict[str, float] = {}
+        #: Bytes of reliable messages that user threads posted and the core has not sent yet.
+        self.posted = 0
 
     # -- life cycle (core thread) -------------------------------------------------------------------
     def start(self, engine: str | None = None) -> None:
@@ -172,11 +180,17 @@ class Node:
             log.warning("refusing a link from %s: too many failed authentications", address)
             self.transport.close_link(link, "too many failed authentications")
             return
+        if sum(1 for e in self.links.values() if e.peer is None) >= _MAX_HANDSHAKING_LINKS:
+            log.info("refusing a link from %s: %d handshakes in progress", address, _MAX_HANDSHAKING_LINKS)
+            self.transport.close_link(link, "too many handshakes in progress")
+            return
+        rate = self.options.session.max_message_rate
         hello = Hello(
             self.local.peer_id,
             self.local.display_name,
             self.local.discovery_info,
             LinkSession.new_nonce(),
+            extra={"rate": rate} if rate else {},
         )
         session = LinkSession(
             hello,
@@ -226,6 +240,15 @@ class Node:
             if entry is not None:
                 entry.session.send(kind, payload, reliable, now)
                 self._flush(found[1], entry)
+
+    def send_posted(self, kind: int, peer_ids: list[str], payload: bytes) -> None:
+        """Send a reliable message a user thread counted in ``posted``, then release the count."""
+        try:
+            self.send(kind, peer_ids, payload, True)
+        finally:
+            with self.changed:
+                self.posted -= len(payload)
+                self.changed.notify_all()
 
     def send_to_peer(self, peer: PeerID, kind: int, payload: bytes) -> None:
         """Send one reliable message to one connected peer (used by the store)."""
@@ -337,6 +360,12 @@ class Node:
         peer = self._peer_for(hello)
         entry.peer = peer
         self.peers[peer.id] = (peer, link)
+        rate = hello.extra.get("rate")
+        # The peer cuts off whoever sends faster than it advertised: senders pace themselves.
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
+            self.peer_rates[peer.id] = float(rate)
+        else:
+            self.peer_rates.pop(peer.id, None)
         self._publish()
         log.info("peer added: %r via %s", peer, entry.address)
         self.runtime.dispatch(_call_owner, self._owner, "peer_added", peer)
@@ -357,13 +386,26 @@ class Node:
             failures.popleft()
         return len(failures) >= self.options.max_auth_failures
 
+    def _forget_failures(self, now: float) -> None:
+        """Bound the table: drop hosts without a failure in the window, else the older half."""
+        table = self._auth_failures
+        horizon = now - self.options.auth_failure_window
+        for host in [h for h, failures in table.items() if not failures or failures[-1] < horizon]:
+            del table[host]
+        if len(table) >= _MAX_FAILING_HOSTS:
+            for host in list(table)[: len(table) // 2]:
+                del table[host]
+
     def _on_closed(self, link: LinkId, entry: _Link, event: Closed) -> None:
         self.links.pop(link, None)
         if event.auth_failed and entry.address is not None:
             log.warning("authentication with %s failed: %s", entry.address, event.reason)
             host = _host_of(entry.address)
+            now = time.monotonic()
+            if host not in self._auth_failures and len(self._auth_failures) >= _MAX_FAILING_HOSTS:
+                self._forget_failures(now)
             failures = self._auth_failures.setdefault(host, deque(maxlen=64))
-            failures.append(time.monotonic())
+            failures.append(now)
         self.transport.close_link(link, event.reason)
         peer = entry.peer
         if peer is None or self.peers.get(peer.id, (None, None))[1] != link:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -53,8 +54,13 @@ class PycrdtDoc(EngineDoc):
         # integrated them out of order, and then misreports map events.
         self._leftovers: list[bytes] = []
         self._remote = False
-        self._doc.observe(self._on_transaction)
-        self._map.observe(self._on_map)
+        # pycrdt keeps callbacks on the Rust side, out of sight of Python's garbage collector, and
+        # a Doc with a transaction observer is never freed until it is unobserved: so observe
+        # through a weak reference and unobserve when this object goes.
+        me = weakref.ref(self)
+        sub = self._doc.observe(lambda event: _call(me, "_on_transaction", event))
+        self._map.observe(lambda event: _call(me, "_on_map", event))
+        weakref.finalize(self, self._doc.unobserve, sub)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._updates.append(bytes(event.update))
@@ -165,6 +171,12 @@ class PycrdtDoc(EngineDoc):
             raise
         except BaseException as exc:
             raise CorruptUpdate(f"bad state vector: {type(exc).__name__}: {exc}") from None
+
+
+def _call(ref: weakref.ref[PycrdtDoc], method: str, event: Any) -> None:
+    doc = ref()
+    if doc is not None:
+        getattr(doc, method)(event)
 
 
 def _merge(updates: list[bytes]) -> bytes:

@@ -410,6 +410,9 @@ class LanTransport(Transport):
         """Close every link and release sockets, tasks and zeroconf."""
         if self._closed:
             return
+        if self._loop is None:  # never opened
+            self._closed = True
+            return
         self._closing = True
         self._looking = False
         for target in self._targets.values():
@@ -488,13 +491,17 @@ class LanTransport(Transport):
             if self._closing or not self._looking:
                 log.debug("lan: refused a connection from %s: not accepting new peers", addr)
                 client.close()
-            elif len(self._handshaking) >= _MAX_HANDSHAKES:
-                log.info("lan: refused %s: %d TLS handshakes in progress", addr, _MAX_HANDSHAKES)
+            elif len(self._handshaking) + self._unlinked_incoming() >= _MAX_HANDSHAKES:
+                log.info("lan: refused %s: %d handshakes in progress", addr, _MAX_HANDSHAKES)
                 client.close()
             else:
                 task = self._loop.create_task(self._handshake(client, addr))
                 self._handshaking.add(task)
                 task.add_done_callback(self._handshaking.discard)
+
+    def _unlinked_incoming(self) -> int:
+        """Incoming connections past TLS still in their link handshake (each holds a socket)."""
+        return sum(1 for c in self._conns if not c.outgoing and c.state in ("preface", "decision"))
 
     async def _handshake(self, client: socket.socket, addr: Any) -> None:
         assert self._tls is not None

@@ -7,7 +7,8 @@ removed with wall-clock times), ``stop``, ``start``, ``set``/``get``/``items`` (
 ``poke`` (open raw TCP connections to an address, sending garbage or nothing), ``stats`` (what
 reached this node, counted per remote host: links up, frames by kind before the session, and
 messages by kind that the session let through), ``flood``/``flood_wait`` (send small messages
-as fast as possible from a thread for some seconds), ``end``.
+as fast as possible from a thread for some seconds), ``send_until_stuck`` (reliable messages to
+one peer until an error), ``threads``, ``end``.
 Logs go to stderr. The agent ends when stdin closes.
 """
 
@@ -89,6 +90,14 @@ class Agent(mpstore.MultipeerConnectivity):
             self.inbox.append({"from": from_peer.display_name, "message": message})
 
 
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _reply(**fields: Any) -> None:
     sys.stdout.write(json.dumps({"kind": "reply", **fields}) + "\n")
     sys.stdout.flush()
@@ -100,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--service", default="nstest")
     p.add_argument("--peer-timeout", type=float, default=3.0)
+    p.add_argument("--send-timeout", type=float, default=10.0)
     p.add_argument("--ip-version", default="v4")
     p.add_argument("--static", action="append", default=[], help="host:port to dial")
     p.add_argument("--no-discovery", action="store_true")
@@ -172,6 +182,18 @@ def main(argv: list[str] | None = None) -> int:
                 elif cmd == "events":
                     with mc.lock:
                         _reply(events=list(mc.events))
+                elif cmd == "send_until_stuck":
+                    # Reliable messages of `size` bytes to one peer until `count` or an error.
+                    peer = {p.display_name: p for p in mc.get_peers()}[req["to"]]
+                    blob, sent, error = "x" * req["size"], 0, None
+                    t0 = time.monotonic()
+                    try:
+                        for _ in range(req["count"]):
+                            mc.send(blob, to_peer=peer)
+                            sent += 1
+                    except mpstore.MpstoreError as exc:
+                        error = type(exc).__name__
+                    _reply(sent=sent, failure=error, seconds=time.monotonic() - t0, rss_kib=_rss_kib())
                 elif cmd == "threads":
                     _reply(threads=sorted(t.name for t in threading.enumerate()))
                 elif cmd == "stop":

@@ -7,6 +7,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,72 @@ def test_demo_processes_ends_with_a_verdict(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "Cat joined late: snapshot of" in out
     assert "VERDICT: all 3 replicas (processes) are equal" in out
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_interactive_chat_prints_incoming_messages_above_the_prompt() -> None:
+    pytest.importorskip("prompt_toolkit")
+    import re
+    import select
+
+    master, slave = os.openpty()
+    env = dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", PYTHONUNBUFFERED="1")
+    lan = ["--host", "127.0.0.1", "--no-discovery"]
+    ann = subprocess.Popen(
+        [sys.executable, "-m", "mpstore", "chat", "--name", "Ann", *lan],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = bytearray()
+
+    def read_until(pattern: bytes, timeout: float = 10.0) -> re.Match[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, bytes(screen))
+            if found:
+                return found
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    screen.extend(os.read(master, 4096))
+                except OSError:
+                    break
+        raise AssertionError(f"{pattern!r} not on the terminal: {bytes(screen[-600:])!r}")
+
+    bob = None
+    try:
+        port = read_until(rb"listening on 127\.0\.0\.1:(\d+)").group(1).decode()
+        bob = _Proc("chat", "--name", "Bob", *lan, "--peer", f"127.0.0.1:{port}")
+        read_until(rb"\* Bob joined\r\n")
+        os.write(master, b"hel")  # Ann is halfway through typing...
+        read_until(rb"hel")
+        bob.say("hi ann")  # ...when Bob's message arrives
+        # The message gets its own line, and the prompt comes back below it with Ann's typing.
+        read_until(rb"Bob: hi ann\r\n[^\n]*Ann> hel")
+        os.write(master, b"lo\r")
+        bob.wait_line(lambda s: s == "Ann: hello")
+        assert bob.finish() == 0
+        os.write(master, b"/quit\r")
+        assert ann.wait(timeout=10) == 0
+    finally:
+        if bob is not None:
+            bob.finish()
+        if ann.poll() is None:
+            ann.kill()
+            ann.wait(timeout=5)
+        os.close(master)
+
+
+def test_demo_defaults_to_processes_and_memory_is_one_flag_away(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--devices", "3", "--seconds", "2"]) == 0
+    assert "replicas (processes) are equal" in capsys.readouterr().out
+    assert main(["demo", "--memory", "--devices", "3", "--seconds", "2", "--plain"]) == 0
+    out = capsys.readouterr().out
+    assert "partition:" in out and "VERDICT: all 3 replicas are equal" in out

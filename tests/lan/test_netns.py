@@ -190,3 +190,27 @@ def test_frozen_peer_is_removed_by_the_heartbeat_timeout(netns_lan: Callable[[in
         assert TIMEOUT * 0.8 < took < TIMEOUT + 2.5
     finally:
         lan.agents[1].kill()
+
+
+def test_a_stuck_peer_makes_reliable_sends_time_out_with_bounded_memory(
+    netns_lan: Callable[[int], NetnsLan],
+) -> None:
+    lan = netns_lan(3)
+    for i in range(3):
+        lan.spawn(i, f"p{i}", "--peer-timeout", "30", "--send-timeout", "1.5")
+    _mesh(lan, 3, timeout=20)
+    os.kill(lan.agents[1].pid, signal.SIGSTOP)  # p1 stops reading; its TCP window fills
+    try:
+        rss_before = lan.agents[0].call("send_until_stuck", to="p2", size=1000, count=1)["rss_kib"]
+        res = lan.agents[0].call("send_until_stuck", to="p1", size=256 * 1024, count=2000, timeout=60)
+        assert res["failure"] == "SendTimeout", res
+        # 2000 x 256 KiB = 500 MiB were offered; far less was ever held.
+        assert res["sent"] < 400, res
+        assert res["rss_kib"] - rss_before < 64 * 1024, res
+        # The other peer is not slowed down.
+        t0 = time.monotonic()
+        res2 = lan.agents[0].call("send_until_stuck", to="p2", size=1000, count=200)
+        assert res2["failure"] is None and time.monotonic() - t0 < 5, res2
+        wait_for(lambda: len(_inbox(lan, 2)) == 201, 5, what="p2 got everything")
+    finally:
+        lan.agents[1].kill()

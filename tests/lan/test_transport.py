@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("zeroconf")
 pytest.importorskip("cryptography")
 
+from mpstore._errors import TransportError
 from mpstore.transports._lan._framing import Preface, encode_frame_header
 from mpstore.transports._lan._tls import TlsIdentity
 from mpstore.transports.base import LinkId
@@ -372,5 +373,16 @@ def test_a_flapping_link_is_retried_with_backoff_never_in_parallel() -> None:
         assert 2 <= len(ups) <= 4, a[1].events
         assert len(a[1].live()) <= 1
         await close_all(a, b)
+
+    run(body())
+
+
+def test_a_port_in_use_is_a_clear_error_and_aclose_without_open_is_fine() -> None:
+    async def body() -> None:
+        a = make(A)
+        with pytest.raises(TransportError, match=r"cannot listen on 127\.0\.0\.1"):
+            make(B, port=a[0].address[1])
+        await LanTransport().aclose()
+        await close_all(a)
 
     run(body())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import ssl
 import time
 from collections.abc import Coroutine, Iterator
 from typing import Any
@@ -246,8 +248,10 @@ def test_a_message_over_the_reassembly_limit_ends_the_link(
     try:
         with caplog.at_level(logging.INFO):
             raw, sent = _run(body(), timeout=60)
-        assert raw.eof and sent < frames_over + 100  # cut off soon after the limit (some were in flight)
-        assert "over the limit of 67109888" in caplog.text
+        assert raw.eof and sent >= frames_over
+        # Refused at the first fragment past the limit, not after the whole message.
+        found = re.search(r"message of at least (\d+) bytes is over the limit of 67109888", caplog.text)
+        assert found is not None and int(found.group(1)) <= 67109888 + len(chunk) - 2
         assert [k for k, _ in delivered] == []
         member = Recorder("Member", SERVICE, transport=_lan(peers=[address]), peer_timeout=5.0)
         try:
@@ -324,5 +328,86 @@ def test_a_hello_over_8_kib_is_refused() -> None:
         assert raw.eof and Kind.BYE in _kinds(raw.received)
         bye = next(f for f in raw.received if f[0] == Kind.BYE)
         assert b"hello of" in bye and node.asked == []
+    finally:
+        node.end_all()
+
+
+def test_stalled_connections_cannot_pile_up(server: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    """Connections that stall after TLS, or after the link handshake, each hold a socket for
+    up to 5 s: at most 64 of each are kept (the rest closed at once), not one per attempt."""
+    address = _address(server)
+
+    def held() -> tuple[int, int]:
+        def count() -> tuple[int, int]:
+            conns = server.transport._conns  # type: ignore[attr-defined]
+            waiting = sum(1 for c in conns if not c.outgoing and c.state in ("preface", "decision"))
+            return waiting, sum(1 for e in server._node.links.values() if e.peer is None)
+
+        return server._runtime.call(count)
+
+    async def attempt(link: bool) -> RawPeer | None:
+        try:
+            raw = await RawPeer.connect(address)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError):
+            return None  # refused at once
+        if link:
+            await raw.link(SERVICE)
+        return raw
+
+    async def body() -> tuple[tuple[int, int], tuple[int, int]]:
+        raws: list[RawPeer | None] = []
+        try:
+            raws += [await attempt(link=False) for _ in range(100)]  # past TLS, never a preface
+            await asyncio.sleep(0.3)
+            after_tls = held()
+            for raw in raws:  # make room: these go away
+                if raw is not None:
+                    raw.close()
+            await asyncio.sleep(0.3)
+            raws += [await attempt(link=True) for _ in range(100)]  # linked, never a hello
+            await asyncio.sleep(0.3)
+            return after_tls, held()
+        finally:
+            for raw in raws:
+                if raw is not None:
+                    raw.close()
+
+    with caplog.at_level(logging.INFO):
+        after_tls, after_link = _run(body(), timeout=60)
+    assert after_tls[0] == 64, after_tls
+    assert after_link[1] <= 64 and after_link[0] <= 64, after_link
+    assert "handshakes in progress" in caplog.text
+    member = Recorder("Member", SERVICE, transport=_lan(peers=[address]), secret=SECRET, peer_timeout=5.0)
+    try:
+        wait_until(lambda: [p.display_name for p in server.get_peers()] == ["Member"], timeout=10)
+    finally:
+        member.end_all()
+
+
+def test_a_frame_over_the_lan_frame_size_ends_the_link(caplog: pytest.LogCaptureFixture) -> None:
+    """256 KiB on the LAN: one byte more, announced in a frame header, ends an open link before
+    the body is read."""
+    node = Recorder("Server", SERVICE, transport=_lan(), peer_timeout=5.0)
+    address = _address(node)
+
+    async def body() -> RawPeer:
+        raw = await RawPeer.connect(address)
+        assert await raw.link(SERVICE)
+        session = raw.session(None)
+        await raw.drive(session, _opened)
+        assert session.is_open
+        await raw.write_frame(bytes((Kind.APP, 0)) + b'"' + b"x" * (LanTransport.max_frame_size - 4) + b'"')
+        raw.writer.write((LanTransport.max_frame_size + 1).to_bytes(4, "big"))
+        await raw.wait_closed(5)
+        raw.close()
+        return raw
+
+    try:
+        with caplog.at_level(logging.INFO):
+            raw = _run(body())
+        assert raw.eof
+        assert f"frame of {LanTransport.max_frame_size + 1} bytes is over the limit" in caplog.text
+        wait_until(lambda: len(node.messages()) == 1)  # the largest frame allowed went through
+        assert node.messages() == ["x" * (LanTransport.max_frame_size - 4)]
     finally:
         node.end_all()
