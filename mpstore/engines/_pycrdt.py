@@ -116,8 +116,11 @@ class PycrdtDoc(EngineDoc):
             raise CorruptUpdate("update rejected: more clients than its bytes can hold")
         self._remote = True
         try:
-            # yrs decodes the whole update before integrating it, so malformed input leaves
-            # the document untouched.
+            # One entry per client first: yrs integrates a client listed twice in one update
+            # twice, and reading the map afterwards crashes the process (a segfault, pycrdt
+            # 0.14.13); merging gives the same update, clean. yrs decodes the whole update
+            # before integrating it, so malformed input leaves the document untouched.
+            update = bytes(merge_updates(update))
             self._doc.apply_update(update)
         except _PASS_THROUGH:
             raise

@@ -8,6 +8,7 @@ session, events keep a legal order, an unproven peer never reaches admission, li
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,9 @@ from mpstore._session import Closed, HelloReceived, MessageReceived, PeerOpened
 from mpstore._wire import FLAG_MORE, FLAG_UNRELIABLE, Kind
 from tests.fuzz import harness
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Examples per test; raise MPSTORE_FUZZ_EXAMPLES for a longer run (e.g. 20000).
+EXAMPLES = int(os.environ.get("MPSTORE_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KINDS = [int(k) for k in Kind] + [0x00, 0x07, 0x11, 0x21, 0xFF]
 
 

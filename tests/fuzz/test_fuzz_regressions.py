@@ -141,3 +141,25 @@ def test_pycrdt_documents_are_freed() -> None:
         del doc
     gc.collect()
     assert [(a() is None, b() is None) for a, b in refs] == [(True, True)] * 20
+
+
+def test_an_update_listing_one_client_twice_does_not_crash_the_process() -> None:
+    """Hypothesis (a long run of the pycrdt tests): an update with the same client twice made
+    yrs integrate its item twice; reading the map then crashed the process with a segfault.
+    Run in a child process, so that a regression fails this test instead of killing pytest."""
+    pytest.importorskip("pycrdt")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+from mpstore.engines import load_engine
+item = bytes.fromhex("01effba4e104002801076d7073746f7265016b01771b") + b'{"x":[1,"y",{"$b":"eg=="}]}'
+doc = load_engine("pycrdt").new_doc()
+doc.transact({"mine": '"kept"'}, [])
+print(sorted(doc.apply_update(b"\\x02" + item + item + b"\\x00")), sorted(k for k, _ in doc.items()))
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
+    assert done.stdout.strip() == "['k'] ['k', 'mine']"
