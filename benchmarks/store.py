@@ -224,6 +224,7 @@ def memnet_snapshot(keys: int) -> float:
     b: Any = None
     try:
         a.shared_dict("s").update({f"key{i}": i for i in range(keys)})
+        a.shared_dict("s").setdefault("key0")  # synchronous: the update above is applied by now
 
         def run() -> None:
             nonlocal b

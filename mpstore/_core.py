@@ -108,6 +108,7 @@ class Node:
         self.changed = threading.Condition()
         self.peers_snapshot: tuple[PeerID, ...] = ()
         self.blocked: set[str] = set()
+        self.peer_rates: dict[str, float] = {}
         #: Bytes of reliable messages that user threads posted and the core has not sent yet.
         self.posted = 0
 
@@ -183,11 +184,13 @@ class Node:
             log.info("refusing a link from %s: %d handshakes in progress", address, _MAX_HANDSHAKING_LINKS)
             self.transport.close_link(link, "too many handshakes in progress")
             return
+        rate = self.options.session.max_message_rate
         hello = Hello(
             self.local.peer_id,
             self.local.display_name,
             self.local.discovery_info,
             LinkSession.new_nonce(),
+            extra={"rate": rate} if rate else {},
         )
         session = LinkSession(
             hello,
@@ -357,6 +360,12 @@ class Node:
         peer = self._peer_for(hello)
         entry.peer = peer
         self.peers[peer.id] = (peer, link)
+        rate = hello.extra.get("rate")
+        # The peer cuts off whoever sends faster than it advertised: senders pace themselves.
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
+            self.peer_rates[peer.id] = float(rate)
+        else:
+            self.peer_rates.pop(peer.id, None)
         self._publish()
         log.info("peer added: %r via %s", peer, entry.address)
         self.runtime.dispatch(_call_owner, self._owner, "peer_added", peer)

@@ -9,6 +9,7 @@ its own write as soon as the write returns. Observers run on the dispatcher thre
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("mpstore.store")
+
+#: Unapplied writes a node lets its users queue before a writer waits for the core thread.
+MAX_IN_FLIGHT = 4096
 
 T = TypeVar("T")
 
@@ -165,6 +169,10 @@ class SharedDict(MutableMapping[str, Any]):
         self._closed = False
         self._subs: list[Subscription] = []
         self._local = threading.local()
+        # Writes handed to the core thread but not applied yet: key -> (write id, raw or None
+        # for a delete). Reads on every thread see them at once; the core drops each entry
+        # when it has applied that write (a local write always wins locally in Yjs).
+        self._pending: dict[str, tuple[int, str | None]] = {}
 
     @property
     def name(self) -> str:
@@ -187,11 +195,19 @@ class SharedDict(MutableMapping[str, Any]):
             if key in b.deletes:
                 return None
         with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None:
+                return pending[1]
             return self._data.get(key)
 
     def _snapshot(self) -> dict[str, str]:
         with self._lock:
             view = dict(self._data)
+            for key, (_, raw) in self._pending.items():
+                if raw is None:
+                    view.pop(key, None)
+                else:
+                    view[key] = raw
         b = self._batch()
         if b is not None:
             for k in b.deletes:
@@ -211,7 +227,8 @@ class SharedDict(MutableMapping[str, Any]):
     def __len__(self) -> int:
         if self._batch() is None:
             with self._lock:
-                return len(self._data)
+                if not self._pending:
+                    return len(self._data)
         return len(self._snapshot())
 
     def __iter__(self) -> Iterator[str]:
@@ -246,7 +263,15 @@ class SharedDict(MutableMapping[str, Any]):
                 b.sets[k] = v
             return
         if sets or deletes:
-            self._manager._call(lambda: self._manager._transact(self, sets, deletes))
+            self._manager._write(self, sets, deletes)
+
+    def _forget_pending(self, write: int, keys: list[str]) -> None:
+        """Core thread: the write ``write`` is applied; reads fall through to the mirror."""
+        with self._lock:
+            for key in keys:
+                entry = self._pending.get(key)
+                if entry is not None and entry[0] == write:
+                    del self._pending[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         check_key(key)
@@ -469,7 +494,7 @@ class _BatchContext:
         st._local.batch = None
         if exc_type is None and (b.sets or b.deletes):
             sets, deletes = b.sets, [k for k in b.deletes if k not in b.sets]
-            st._manager._call(lambda: st._manager._transact(st, sets, deletes))
+            st._manager._write(st, sets, deletes)
 
 
 class StoreManager:
@@ -496,6 +521,8 @@ class StoreManager:
         self._pacing = False
         self._lock = threading.Lock()
         self._closed = False
+        self._writes = itertools.count(1)
+        self._in_flight = 0
 
     @property
     def engine_name(self) -> str | None:
@@ -552,6 +579,48 @@ class StoreManager:
         """The stores opened so far."""
         with self._lock:
             return list(self._stores.values())
+
+    def _write(self, store: SharedDict, sets: dict[str, str], deletes: list[str]) -> None:
+        """One transaction for a user write, without waiting for the core thread.
+
+        The write shows in reads at once (pending overlay) and the core applies writes in the
+        order they were made; past MAX_IN_FLIGHT unapplied writes, the writer waits instead, so
+        a writer faster than the core cannot grow memory without bound.
+        """
+        if self._closed:
+            raise Closed("the store was closed (end_all)")
+        with self._lock:
+            busy = self._in_flight >= MAX_IN_FLIGHT
+            if not busy:
+                self._in_flight += 1
+        if busy:
+            self._call(lambda: self._transact(store, sets, deletes))
+            return
+        write = next(self._writes)
+        keys = [*sets, *deletes]
+        with store._lock:
+            for key in deletes:
+                store._pending[key] = (write, None)
+            for key, raw in sets.items():
+                store._pending[key] = (write, raw)
+
+        def apply() -> None:
+            try:
+                self._transact(store, sets, deletes)
+            except Exception:
+                log.exception("store %r: a write failed on the core thread", store.name)
+            finally:
+                store._forget_pending(write, keys)
+                with self._lock:
+                    self._in_flight -= 1
+
+        try:
+            self._host.post(apply)
+        except BaseException:
+            store._forget_pending(write, keys)
+            with self._lock:
+                self._in_flight -= 1
+            raise
 
     # -- core thread
 

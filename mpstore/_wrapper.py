@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Iterable
@@ -80,6 +81,8 @@ class MultipeerConnectivity:
         self._service_type = service_type
         self._max_message_size = max_message_size
         self._send_timeout = send_timeout
+        self._pacers: dict[str, _Pacer] = {}
+        self._pacer_lock = threading.Lock()
         self._engine_name = engine
         self._transport: Transport = make_transport(transport)
         limit = self._transport.max_peers
@@ -217,6 +220,8 @@ class MultipeerConnectivity:
         targets = self._targets(to_peer, connected)
         if not targets:
             return
+        if self._node.peer_rates:
+            targets = self._pace(targets, reliable)
         ids = [peer.id for peer in targets]
         if reliable:
             self._wait_writable(targets, len(payload))
@@ -225,6 +230,36 @@ class MultipeerConnectivity:
         if self._node.blocked:
             ids = [peer.id for peer in targets if peer.id not in self._node.blocked]
         self._runtime.post(self._node.send, Kind.APP, ids, payload, reliable)
+
+    def _pace(self, targets: list[PeerID], reliable: bool) -> list[PeerID]:
+        """Keep under each peer's advertised message rate: reliable sends wait (then
+        SendTimeout), unreliable ones are dropped for the peers that are over it."""
+        rates = self._node.peer_rates
+        deadline = time.monotonic() + self._send_timeout
+        kept = []
+        for peer in targets:
+            rate = rates.get(peer.id)
+            if rate is None:
+                kept.append(peer)
+                continue
+            with self._pacer_lock:
+                pacer = self._pacers.get(peer.id)
+                if pacer is None or pacer.rate != rate:
+                    pacer = self._pacers[peer.id] = _Pacer(rate)
+            while True:
+                wait = pacer.take(time.monotonic())
+                if wait <= 0:
+                    kept.append(peer)
+                    break
+                if not reliable:
+                    break
+                if time.monotonic() + wait > deadline:
+                    raise SendTimeout(
+                        f"{peer!r} accepts {rate:g} messages per second; still over it after "
+                        f"{self._send_timeout} s; nothing was sent"
+                    )
+                time.sleep(wait)
+        return kept
 
     def _targets(self, to_peer: Any, connected: tuple[PeerID, ...]) -> list[PeerID]:
         if to_peer is None:
@@ -296,6 +331,30 @@ class MultipeerConnectivity:
     def _check_open(self) -> None:
         if self._closed:
             raise Closed("this object was ended with end_all(); make a new one")
+
+
+class _Pacer:
+    """A token bucket at a safe fraction of a peer's advertised rate (the store needs the rest)."""
+
+    SHARE = 0.75
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._fill = rate * self.SHARE
+        self._capacity = max(1.0, rate)
+        self._tokens = self._capacity
+        self._at = time.monotonic()
+
+    def take(self, now: float) -> float:
+        """Take one token and return 0, or return how long to wait for one."""
+        with self._lock:
+            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._fill)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self._fill
 
 
 def _secret_bytes(secret: object) -> str | bytes:

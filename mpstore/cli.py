@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import sys
 import threading
 import time
@@ -53,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         "--interface", action="append", default=None, help="interface name or address (repeatable)"
     )
 
-    demo = sub.add_parser("demo", help="a self-checking demonstration with several devices")
+    demo = sub.add_parser(
+        "demo",
+        help="a self-checking demonstration with several devices: one OS process each over TLS "
+        "on 127.0.0.1 (--memory: all in this process, with a partition and its healing)",
+    )
     demo.add_argument("args", nargs=argparse.REMAINDER, help="options passed to the demo")
     return p
 
@@ -90,10 +95,23 @@ def _version() -> int:
 
 
 def _demo(argv: list[str]) -> int:
-    if argv[:1] == ["--processes"]:
+    """One OS process per device over TLS on 127.0.0.1 when the LAN extra is installed
+    (``--processes`` insists on it); ``--memory`` runs every device in this process."""
+    mode = "auto"
+    if argv[:1] in (["--processes"], ["--memory"]):
+        mode, argv = argv[0][2:], argv[1:]
+    if mode == "auto":
+        mode = "processes" if _lan_available() else "memory"
+        if mode == "memory":
+            print(
+                "mpstore demo: the LAN extra is not installed (pip install 'mpstore[lan]'); "
+                "running every device in this process instead",
+                file=sys.stderr,
+            )
+    if mode == "processes":
         from ._demo_lan import run_processes
 
-        return run_processes(argv[1:])
+        return run_processes(argv)
     try:
         demo = importlib.import_module("mpstore._demo")
     except ImportError as exc:
@@ -101,6 +119,10 @@ def _demo(argv: list[str]) -> int:
         return 2
     result = demo.run_demo(argv)
     return int(result)
+
+
+def _lan_available() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("cryptography", "zeroconf"))
 
 
 # -- chat ---------------------------------------------------------------------------------------

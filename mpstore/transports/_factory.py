@@ -18,9 +18,7 @@ def in_pythonista() -> bool:
     if sys.platform == "ios":
         return True
     executable = sys.executable or ""
-    return (
-        "Pythonista" in executable or "pythonista" in sys.modules or "objc_util" in sys.modules
-    )
+    return "Pythonista" in executable or "pythonista" in sys.modules or "objc_util" in sys.modules
 
 
 def make_transport(spec: Any) -> Transport:

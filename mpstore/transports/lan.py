@@ -159,6 +159,10 @@ class _Conn(asyncio.Protocol):
                 self.owner._on_decision(self, decision)
             else:
                 return
+        try:
+            self._decoder.check()
+        except ProtocolError as exc:
+            self.fail(f"garbage from the peer: {exc}")
 
     def eof_received(self) -> bool | None:
         if not self.reason:

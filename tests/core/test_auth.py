@@ -174,10 +174,11 @@ def test_a_flooding_peer_is_cut_off_and_the_others_carry_on(caplog: pytest.LogCa
     try:
         wait_until(connected(ann, bob, flood))
         flood.stop_looking_for_peers()
+        flood._pace = lambda targets, reliable: targets  # type: ignore[method-assign]  # hostile: ignores the rate
         with caplog.at_level(logging.INFO, logger="mpstore"):
             for i in range(2000):
                 flood.send(i, to_peer=flood.get_peers()) if flood.get_peers() else None
-            wait_until(lambda: "Flood" not in [p.display_name for p in ann.get_peers()], timeout=5)
+            wait_until(lambda: "Flood" not in [p.display_name for p in ann.get_peers()], timeout=15)
         assert "over 200 messages per second" in caplog.text
         ann.send("still fine")
         wait_until(lambda: "still fine" in bob.messages())
@@ -186,3 +187,30 @@ def test_a_flooding_peer_is_cut_off_and_the_others_carry_on(caplog: pytest.LogCa
     finally:
         for node in (ann, bob, flood):
             node.end_all()
+
+
+def test_an_honest_fast_sender_is_paced_to_the_advertised_rate_not_cut_off() -> None:
+    net = mpstore.MemoryNetwork()
+    ann = Recorder("Ann", "chat", transport=net, max_message_rate=200.0)
+    bob = Recorder("Bob", "chat", transport=net)
+    try:
+        wait_until(connected(ann, bob))
+        start = time.monotonic()
+        for i in range(500):
+            bob.send(i, to_peer=ann.my_peer)
+        elapsed = time.monotonic() - start
+        wait_until(lambda: len(ann.messages()) == 500, timeout=10)
+        assert ann.messages() == list(range(500))
+        assert bob.get_peers() == [ann.my_peer]  # never cut off
+        assert elapsed >= 1.5  # 200 at once, then 150/s (three quarters of the advertised 200)
+        with pytest.raises(mpstore.SendTimeout):
+            slow = Recorder("Slow", "chat", transport=net, send_timeout=0.001)
+            try:
+                wait_until(lambda: ann.my_peer in slow.get_peers())
+                for i in range(400):  # the 201st must wait 6.7 ms: longer than its timeout
+                    slow.send(i, to_peer=ann.my_peer)
+            finally:
+                slow.end_all()
+    finally:
+        ann.end_all()
+        bob.end_all()

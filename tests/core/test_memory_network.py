@@ -219,7 +219,7 @@ def test_killed_peer_is_removed_within_peer_timeout(nodes: Any, net: mpstore.Mem
     net.kill(bob)
     wait_until(lambda: ann.get_peers() == [], timeout=3)
     elapsed = time.monotonic() - start
-    assert 0.4 <= elapsed <= 1.0, elapsed
+    assert 0.4 <= elapsed <= 1.5, elapsed  # the timeout, plus a tick and scheduling slack
     assert ann.names("removed") == ["Bob"]
 
 
@@ -439,10 +439,17 @@ def test_interpreter_exit_without_end_all_is_clean(tmp_path: Any) -> None:
         "import mpstore, time\n"
         "net = mpstore.MemoryNetwork()\n"
         "a = mpstore.MultipeerConnectivity('Ann', 'chat', transport=net)\n"
-        "b = mpstore.MultipeerConnectivity('Bob', 'chat', transport=net)\n"
+        "class Bob(mpstore.MultipeerConnectivity):\n"
+        "    seen = False\n"
+        "    def receive(self, message, from_peer):\n"
+        "        super().receive(message, from_peer)\n"
+        "        Bob.seen = True\n"
+        "b = Bob('Bob', 'chat', transport=net)\n"
         "a.wait_for_peers(1, timeout=5)\n"
         "a.send('bye')\n"
-        "time.sleep(0.2)\n"
+        "deadline = time.monotonic() + 10\n"
+        "while time.monotonic() < deadline and not b.seen:\n"
+        "    time.sleep(0.01)\n"
         "print('leaving without end_all')\n"
     )
     start = time.monotonic()

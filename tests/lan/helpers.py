@@ -84,7 +84,7 @@ def make(
     return t, r
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+async def wait_until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
     """Poll ``cond`` every 10 ms until true; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not cond():

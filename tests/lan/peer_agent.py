@@ -258,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _flood(mc: Agent, seconds: float, reliable: bool, out: dict[str, Any]) -> None:
-    """Send small messages to every peer as fast as possible for ``seconds`` (while it has any)."""
+    """Send small messages to every peer as fast as possible for ``seconds`` (while it has any),
+    ignoring the rates the peers advertise, as a hostile peer would."""
+    mc._pace = lambda targets, reliable: targets  # type: ignore[method-assign]
     sent = errors = 0
     payload = "x" * 16
     deadline = time.monotonic() + seconds

@@ -171,3 +171,13 @@ def test_interactive_chat_prints_incoming_messages_above_the_prompt() -> None:
             ann.kill()
             ann.wait(timeout=5)
         os.close(master)
+
+
+def test_demo_defaults_to_processes_and_memory_is_one_flag_away(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--devices", "3", "--seconds", "2"]) == 0
+    assert "replicas (processes) are equal" in capsys.readouterr().out
+    assert main(["demo", "--memory", "--devices", "3", "--seconds", "2", "--plain"]) == 0
+    out = capsys.readouterr().out
+    assert "partition:" in out and "VERDICT: all 3 replicas are equal" in out

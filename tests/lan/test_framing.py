@@ -83,3 +83,17 @@ def test_decision_decoder_only_raises_protocol_error(data: bytes) -> None:
 def test_decision_round_trip() -> None:
     assert decode_decision(encode_decision(Decision(True))) == Decision(True)
     assert decode_decision(encode_decision(Decision(False, "duplicate"))) == Decision(False, "duplicate")
+
+
+def test_frames_before_an_oversized_header_in_the_same_bytes_are_returned_first() -> None:
+    from mpstore import ProtocolError
+    from mpstore.transports._lan._framing import FrameDecoder
+
+    decoder = FrameDecoder(8)
+    good = (3).to_bytes(4, "big") + b"abc"
+    bad = (9).to_bytes(4, "big")
+    assert decoder.feed(good + bad) == [b"abc"]
+    with pytest.raises(ProtocolError, match="over the limit"):
+        decoder.check()
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"more")

@@ -96,7 +96,10 @@ def test_failed_connection_is_retried_with_a_fresh_session(nodes: NodeMaker, wor
     assert len(b.rec.kinds("up")) == 1 and b.rec.kinds("down") == []
 
 
-def test_two_failures_give_up_until_found_again(nodes: NodeMaker, world: sim.World) -> None:
+def test_two_failures_give_up_until_found_again(
+    nodes: NodeMaker, world: sim.World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mpstore.transports.mc")
     world.fail_next_connections = 2
     lo, hi = ids(2)
     a, b = nodes("Ann", node_id=lo), nodes("Bob", node_id=hi)
@@ -105,6 +108,7 @@ def test_two_failures_give_up_until_found_again(nodes: NodeMaker, world: sim.Wor
     assert not a.wait_links(1, timeout=0.5)
     assert world.invitations == 2
     assert a.rec.events == [] and b.rec.events == []
+    assert "could not connect to 'Bob' after 2 attempts" in caplog.text
     b.stop()  # Bob stops advertising: Ann loses him, then finds him again
     b.start()
     assert a.wait_links(1) and b.wait_links(1)

@@ -139,3 +139,26 @@ def test_refusal_and_secrets_over_mc_without_a_reconnect_storm(mc_platform: str,
     finally:
         for m in (ann, bob, eve, cid):
             m.end_all()
+
+
+def test_background_and_return_rejoins_once(mc_platform: str, world: sim.World) -> None:
+    made = [Recorder(n, "chat", transport="mc", peer_timeout=1.0) for n in ("Ann", "Bob", "Cid")]
+    ann, bob, cid = made
+    try:
+        wait_until(connected(ann, bob, cid), timeout=10)
+        world.background("Bob")  # iOS suspends Bob: nobody is told
+        wait_until(lambda: ann.names("removed") == ["Bob"] and cid.names("removed") == ["Bob"])
+        world.foreground("Bob")  # Bob's sessions died while he was away
+        wait_until(lambda: sorted(bob.names("removed")) == ["Ann", "Cid"], timeout=5)
+        bob.stop_looking_for_peers()  # the app rebuilds on return
+        bob.start_looking_for_peers()
+        wait_until(connected(ann, bob, cid), timeout=10)
+        wait_until(lambda: ann.names("added").count("Bob") == 2)
+        time.sleep(0.5)
+        # Exactly one removal and one new addition each way; no duplicate or ghost peer.
+        assert ann.names("added").count("Bob") == 2 and ann.names("removed") == ["Bob"]
+        assert sorted(bob.names("added")) == ["Ann", "Ann", "Cid", "Cid"]
+        assert len(ann.get_peers()) == 2 and len(bob.get_peers()) == 2
+    finally:
+        for m in made:
+            m.end_all()

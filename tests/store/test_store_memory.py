@@ -348,3 +348,37 @@ def test_engine_choice_per_object() -> None:
         b.shared_dict("s").wait_for(lambda s: "k" in s, timeout=5)
         assert b.shared_dict("s")["k"] == [1, b"2"]
         assert a._node.store.engine_name == "python"  # type: ignore[union-attr]
+
+
+def test_writes_do_not_wait_for_the_core_yet_every_thread_reads_them_at_once() -> None:
+    from mpstore._store import MAX_IN_FLIGHT
+
+    with devices() as make:
+        a, b = make("A"), make("B")
+        a.wait_for_peers(1, timeout=5)
+        s = a.shared_dict("s")
+        seen_elsewhere: list[Any] = []
+        n = MAX_IN_FLIGHT + 2000  # past the bound: the writer then waits for the core
+        for i in range(n):
+            s[f"k{i}"] = i
+            if i % 997 == 0:
+                reader = threading.Thread(target=lambda i=i: seen_elsewhere.append(s.get(f"k{i}")))
+                reader.start()
+                reader.join()
+        assert len(s) == n and s[f"k{n - 1}"] == n - 1  # read-your-writes, before any sync
+        assert seen_elsewhere == [i for i in range(n) if i % 997 == 0]
+        s["k0"] = "overwritten"
+        del s["k1"]  # a synchronous write runs after every pending one
+        assert s["k0"] == "overwritten" and "k1" not in s
+        final = wait_equal([a, b], timeout=30)
+        assert len(final) == n - 1 and final["k0"] == "overwritten"
+        deadline = time.monotonic() + 10
+        while True:  # one local change event per write, in order
+            with a._lock:
+                local = [c for name, c in a.changes if c.from_peer is None]
+            if len(local) == n + 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(local) == n + 2
+        assert list(local[0].changes) == ["k0"] and list(local[n - 1].changes) == [f"k{n - 1}"]
+        assert local[n].changes["k0"] == (0, "overwritten")

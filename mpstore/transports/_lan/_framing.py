@@ -43,6 +43,7 @@ class FrameDecoder:
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
         self._buf = bytearray()
+        self._error: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -50,7 +51,12 @@ class FrameDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return the frames they complete, in order."""
+        """Add received bytes; return the frames they complete, in order.
+
+        Raise ProtocolError at a frame over the limit; frames completed before it in the same
+        bytes are returned first, and the error is raised by :meth:`check` and every later call.
+        """
+        self.check()
         buf = self._buf
         buf += data
         frames: list[bytes] = []
@@ -59,7 +65,10 @@ class FrameDecoder:
         while end - pos >= HEADER_SIZE:
             (length,) = _HEADER.unpack_from(buf, pos)
             if length > self.max_frame:
-                raise ProtocolError(f"frame of {length} bytes is over the limit of {self.max_frame}")
+                self._error = ProtocolError(f"frame of {length} bytes is over the limit of {self.max_frame}")
+                if not frames:
+                    raise self._error
+                break
             if end - pos - HEADER_SIZE < length:
                 break
             start = pos + HEADER_SIZE
@@ -68,6 +77,11 @@ class FrameDecoder:
         if pos:
             del buf[:pos]
         return frames
+
+    def check(self) -> None:
+        """Raise the error met after the frames the last feed() returned, if any."""
+        if self._error is not None:
+            raise self._error
 
 
 @dataclass(frozen=True)

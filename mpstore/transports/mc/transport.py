@@ -362,8 +362,18 @@ class MCTransport(Transport):
             or not r.found
             or r.peer is None
             or not _before(self._node, r.node)
-            or r.attempts >= _ATTEMPTS
         ):
+            return
+        if r.attempts >= _ATTEMPTS:
+            log.warning(
+                "mc: could not connect to %r after %d attempts (declined, out of range, or it "
+                "already has %d peers: Multipeer Connectivity connects at most %d devices); "
+                "trying again when it is found again",
+                r.name,
+                r.attempts,
+                MAX_REMOTE_PEERS,
+                MAX_PEERS_PER_SESSION,
+            )
             return
         if self._count_links() >= MAX_REMOTE_PEERS:
             self._refuse_full(r)
