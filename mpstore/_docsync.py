@@ -566,8 +566,13 @@ class DocSync:
         d, _ = self._doc_for_peer(name, peer)
         if d is None:
             return
-        # A rejected update raises out of here and is not relayed.
-        changes = d.apply_update(data)
+        # A rejected update raises out of here and is not relayed; its id is forgotten, so a
+        # corrupt copy cannot make us drop the genuine update when it comes by another path.
+        try:
+            changes = d.apply_update(data)
+        except BaseException:
+            self._seen.pop((origin, seq), None)
+            raise
         if changes:
             self.events.append(StoreUpdated(name, changes, origin, peer))
         self._forward(peer, name, payload, origin=origin)

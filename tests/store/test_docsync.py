@@ -453,3 +453,18 @@ def _mutate(message: bytes, edits: list[tuple[int, int]]) -> bytes:
         if out:
             out[pos % len(out)] = value
     return bytes(out)
+
+
+def test_a_corrupt_copy_of_an_update_does_not_block_the_genuine_one() -> None:
+    net = FakeNet()
+    a, b = net.add("A"), net.add("B")
+    net.connect(a, b)
+    net.pump()
+    writer = load_engine().new_doc()
+    genuine = writer.transact({"k": '"v"'}, [])
+    # Someone sends b a corrupt update under the id ("someone", 1) first ...
+    _inject(net, a, b, encode_update("someone", 1, "s", genuine[: len(genuine) // 2]))
+    assert "k" not in b.store()
+    # ... then the genuine update with that id arrives by another path: it is applied.
+    _inject(net, a, b, encode_update("someone", 1, "s", genuine))
+    assert b.store()["k"] == "v"
