@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._lib0 import AnyValue, write_any, write_var_string, write_var_uint
 
 __all__ = [
@@ -107,22 +109,29 @@ class ContentDeleted(Content):
         write_var_uint(buf, self.len - offset)
 
 
-class ContentJSON(Content):
-    """Legacy JSON content: a list of JSON texts ("undefined" for undefined)."""
+class _ListContent(Content):
+    """Content that is a list with one clock per element (JSON and Any)."""
 
     __slots__ = ("arr",)
-    ref = 2
 
-    def __init__(self, arr: list[str]) -> None:
+    def __init__(self, arr: list[Any]) -> None:
         self.arr = arr
 
     def length(self) -> int:
         return len(self.arr)
 
     def splice(self, offset: int) -> Content:
-        right = ContentJSON(self.arr[offset:])
+        right = type(self)(self.arr[offset:])
         del self.arr[offset:]
         return right
+
+
+class ContentJSON(_ListContent):
+    """Legacy JSON content: a list of JSON texts ("undefined" for undefined)."""
+
+    __slots__ = ()
+    ref = 2
+    arr: list[str]
 
     def write(self, buf: bytearray, offset: int) -> None:
         write_var_uint(buf, len(self.arr) - offset)
@@ -212,22 +221,12 @@ class ContentType(Content):
             write_var_string(buf, self.type.node_name or "")
 
 
-class ContentAny(Content):
+class ContentAny(_ListContent):
     """A list of lib0 ``Any`` values (the store's strings live here)."""
 
-    __slots__ = ("arr",)
+    __slots__ = ()
     ref = 8
-
-    def __init__(self, arr: list[AnyValue]) -> None:
-        self.arr = arr
-
-    def length(self) -> int:
-        return len(self.arr)
-
-    def splice(self, offset: int) -> Content:
-        right = ContentAny(self.arr[offset:])
-        del self.arr[offset:]
-        return right
+    arr: list[AnyValue]
 
     def write(self, buf: bytearray, offset: int) -> None:
         arr = self.arr
