@@ -13,6 +13,16 @@ mypy mpstore
 echo "== vermin: nothing newer than Python 3.10 in mpstore/ and examples/"
 vermin --no-tips --violations --target=3.10- --eval-annotations mpstore examples
 
+echo "== JavaScript packages (js/package-lock.json)"
+if command -v npm >/dev/null; then
+    if [ ! -d js/node_modules ] || [ js/package-lock.json -nt js/node_modules/.package-lock.json ]; then
+        (cd js && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+elif [ "${CI:-}" = "true" ]; then
+    echo "npm is missing: the JavaScript interop tests cannot run" >&2
+    exit 1
+fi
+
 echo "== pytest"
 python -m pytest -q "$@"
 

@@ -25,3 +25,19 @@ def no_thread_left_behind() -> Iterator[None]:
             break
         time.sleep(0.02)
     assert not left, f"threads left running: {[t.name for t in left]}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (long soaks)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run only with ``--run-slow`` (or MPSTORE_SLOW=1): they are soaks."""
+    import os
+
+    if config.getoption("--run-slow") or os.environ.get("MPSTORE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow soak test: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
