@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import secrets
 
+from ._errors import ConfigurationError, InvalidArgument
+
 __all__ = ["derive_key", "make_proof", "new_secret", "transcript_hash", "verify_proof"]
 
 #: PBKDF2-HMAC-SHA256 iterations (OWASP's 2023 figure for this hash); paid once per object.
@@ -28,9 +30,9 @@ def derive_key(secret: str | bytes, service_type: str) -> bytes:
     elif isinstance(secret, (bytes, bytearray)):
         material = bytes(secret)
     else:
-        raise TypeError(f"secret must be str or bytes, not {type(secret).__name__}")
+        raise InvalidArgument(f"secret must be str or bytes, not {type(secret).__name__}")
     if not material:
-        raise ValueError("secret must not be empty")
+        raise ConfigurationError("secret must not be empty")
     salt = _LABEL + b"\x00" + service_type.encode("ascii")
     return hashlib.pbkdf2_hmac("sha256", material, salt, KDF_ITERATIONS, dklen=32)
 
@@ -62,7 +64,7 @@ def new_secret(words: int = 6) -> str:
     75 bits of entropy.
     """
     if words < 1:
-        raise ValueError("words must be at least 1")
+        raise ConfigurationError("words must be at least 1")
 
     def syllable() -> str:
         return secrets.choice(_CONSONANTS) + secrets.choice(_VOWELS)

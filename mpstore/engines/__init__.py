@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .._errors import EngineUnavailable
+from .._errors import ConfigurationError, EngineUnavailable
 from .base import ROOT_MAP, Engine, EngineDoc
 
 __all__ = ["ENGINE_NAMES", "ROOT_MAP", "Engine", "EngineDoc", "load_engine"]
@@ -39,7 +39,7 @@ def _load(name: str) -> Engine:
             ) from exc
         engine = module.PythonEngine()
         return engine
-    raise ValueError(f"unknown store engine {name!r}: use 'auto', 'pycrdt' or 'python'")
+    raise ConfigurationError(f"unknown store engine {name!r}: use 'auto', 'pycrdt' or 'python'")
 
 
 def load_engine(name: str | None = None) -> Engine:
