@@ -107,7 +107,9 @@ class NodeServer:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.kill()
-                raise AssertionError(f"{self.dialect} server did not start in {timeout} s: {self.tail()}") from None
+                raise AssertionError(
+                    f"{self.dialect} server did not start in {timeout} s: {self.tail()}"
+                ) from None
             if not line:
                 self.kill()
                 raise AssertionError(f"{self.dialect} server exited: {self.tail()}")

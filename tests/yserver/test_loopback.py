@@ -52,8 +52,9 @@ def test_two_groups_converge_through_the_server(dialect: str, tmp_path: Path) ->
         b1, b2 = make("b1", "b"), make("b2", "b")
         a1.wait_for_peers(1, timeout=10)
         b1.wait_for_peers(1, timeout=10)
-        sa, sb = a1.connect_server(server.url, "board", dialect=dialect, token=token), b1.connect_server(
-            server.url, "board", dialect=dialect, token=token
+        sa, sb = (
+            a1.connect_server(server.url, "board", dialect=dialect, token=token),
+            b1.connect_server(server.url, "board", dialect=dialect, token=token),
         )
         sa.wait_synced(15)
         sb.wait_synced(15)
@@ -91,7 +92,9 @@ def test_offline_edits_reach_the_server_after_restart_by_diff(dialect: str, tmp_
         assert ca.connects >= 2 and cb.connects >= 2
 
 
-def test_wrong_token_clear_error_no_data_no_tight_loop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_token_clear_error_no_data_no_tight_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with running("hocuspocus", tmp_path, token="right") as server, groups() as make:
         good = make("good", "a")
         good.connect_server(server.url, "secret", dialect="hocuspocus", token="right").wait_synced(15)
