@@ -132,13 +132,25 @@ def test_the_drawn_tree_matches_the_classes() -> None:
         assert getattr(_errors, name).__bases__[0] is getattr(_errors, parent), (name, parent)
 
 
-def test_no_plain_value_or_type_error_is_raised_on_purpose_outside_the_engines() -> None:
+#: Modules whose raises reach user code directly (internal decoders raise ValueError on purpose:
+#: their callers turn it into CorruptUpdate, ProtocolError or a closed link).
+USER_FACING = [
+    "__init__.py",
+    "_wrapper.py",
+    "_store.py",
+    "_peer.py",
+    "_values.py",
+    "engines/__init__.py",
+    "transports/_factory.py",
+    "transports/memory.py",
+]
+
+
+def test_no_plain_value_or_type_error_is_raised_on_purpose_in_user_facing_modules() -> None:
     root = Path(mpstore.__file__).parent
     offenders = []
-    for path in root.rglob("*.py"):
-        if "engines" in path.parts or path.name in {"_syncproto.py", "_wire.py"}:
-            continue  # internal decoders: translated to CorruptUpdate/ProtocolError at the boundary
-        for n, line in enumerate(path.read_text().splitlines()):
+    for name in USER_FACING:
+        for n, line in enumerate((root / name).read_text().splitlines()):
             if re.search(r"raise (ValueError|TypeError)\(", line):
-                offenders.append(f"{path.relative_to(root)}:{n + 1}: {line.strip()}")
+                offenders.append(f"{name}:{n + 1}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
