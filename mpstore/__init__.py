@@ -32,6 +32,7 @@ from ._errors import (
     TransportUnavailable,
 )
 from ._peer import PeerID
+from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
 from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
@@ -60,6 +61,7 @@ __all__ = [
     "MultipeerConnectivity",
     "NotConnected",
     "PeerID",
+    "Presence",
     "ProtocolError",
     "SendTimeout",
     "ServiceTypeNotDeclared",
