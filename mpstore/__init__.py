@@ -34,6 +34,7 @@ from ._errors import (
     TransportUnavailable,
 )
 from ._peer import PeerID
+from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
 from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
@@ -63,6 +64,7 @@ __all__ = [
     "MultipeerConnectivity",
     "NotConnected",
     "PeerID",
+    "Presence",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",

@@ -118,10 +118,16 @@ class StoreChange:
         )
 
 
+class _Observed(Protocol):
+    """What a Subscription belongs to: a SharedDict, or a node's presence."""
+
+    def _unsubscribe(self, sub: Subscription) -> None: ...
+
+
 class Subscription:
     """A registered observer; :meth:`cancel` stops further callbacks."""
 
-    def __init__(self, store: SharedDict, callback: Callable[[StoreChange], Any]) -> None:
+    def __init__(self, store: _Observed, callback: Callable[[Any], Any]) -> None:
         self._store = store
         self.callback = callback
         self.active = True
@@ -133,7 +139,7 @@ class Subscription:
         with self._running:
             self._store._unsubscribe(self)
 
-    def _run(self, change: StoreChange) -> None:
+    def _run(self, change: Any) -> None:
         with self._running:
             if self.active:
                 self.callback(change)

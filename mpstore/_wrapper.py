@@ -28,6 +28,7 @@ from ._peer import (
     validate_display_name,
     validate_service_type,
 )
+from ._presence_node import Presence
 from ._runtime import Runtime
 from ._session import SessionConfig
 from ._wire import Kind
@@ -132,6 +133,18 @@ class MultipeerConnectivity:
 
     def store_changed(self, store: Any, change: Any) -> None:
         """Called after any shared_dict of this object changed; override in a subclass."""
+
+    def presence_changed(self, peer: PeerID, state: Any) -> None:
+        """Called when a peer's presence state changed (None: it went away); override it."""
+
+    # -- presence ---------------------------------------------------------------------------------
+    @property
+    def presence(self) -> Presence:
+        """Who is here and what they are doing: set our JSON state, read everyone else's."""
+        self._check_open()
+        presence = self._node.presence
+        assert presence is not None
+        return presence.facade
 
     # -- the replicated store ---------------------------------------------------------------------
     def shared_dict(self, name: str) -> Any:
