@@ -11,7 +11,7 @@ import pytest
 
 from mpstore.web._server import WebServer, static_files
 
-from .chromium import draw, launch, require_chromium, wait_until
+from .chromium import draw, wait_until
 from .fakes import LoopThread, RelayBackend
 
 FILES = ("whiteboard.html", "whiteboard.js", "mpstore-values.js")
@@ -30,19 +30,6 @@ def relay() -> Iterator[tuple[LoopThread, RelayBackend, WebServer]]:
     finally:
         loop.run(server.stop())
         loop.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def open_page(browser: Any, url: str) -> Any:
