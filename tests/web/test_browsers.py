@@ -19,12 +19,18 @@ import pytest
 import mpstore
 from mpstore.web import new_token, serve
 
-from .chromium import draw, wait_for, wait_until
+from .chromium import draw, wait_until
 from .strokes import stroke, stroke_key, strokes_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "whiteboard.png"
 BOARD = "whiteboard/t"
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
 
 
 @contextlib.contextmanager
@@ -69,7 +75,7 @@ def test_strokes_flow_between_pages_and_python_peers(browser: Any, tmp_path: Pat
 
             # Page A draws with the mouse: page B and the pure-engine peer get the same stroke.
             draw(a, [(120, 300), (160, 220), (220, 180), (300, 200), (340, 280)])
-            got = wait_until(b, "() => window.whiteboard.strokes().length === 1 && window.whiteboard.strokes()")
+            got = wait_until(b, "() => (s => s.length === 1 && s)(window.whiteboard.strokes())")
             stroke_id = got[0]["id"]
             py_store.wait_for(lambda d: len(strokes_of(d)) == 1, timeout=20)
             value = strokes_of(py_store)[stroke_id]
@@ -150,7 +156,9 @@ def test_two_pages_and_two_python_peers_on_two_transports_converge(browser: Any)
         two = make(
             "two",
             engine="python",
-            transport=LanTransport(host="127.0.0.1", discovery=False, ip_version="v4", peers=[("127.0.0.1", port)]),
+            transport=LanTransport(
+                host="127.0.0.1", discovery=False, ip_version="v4", peers=[("127.0.0.1", port)]
+            ),
         )
         one.wait_for_peers(1, timeout=30)
         e1, e2 = serve(one), serve(two)
@@ -193,8 +201,7 @@ def test_a_page_without_the_token_gets_nothing(browser: Any) -> None:
                     urllib.request.urlopen(
                         urllib.request.Request(
                             f"http://127.0.0.1:{endpoint.port}{path}",
-                            headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"},
+                            headers=UPGRADE,
                         ),
                         timeout=10,
                     )
