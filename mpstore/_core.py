@@ -100,6 +100,7 @@ class Node:
         self.peers: dict[str, tuple[PeerID, LinkId]] = {}
         self.known: dict[str, PeerID] = {}
         self.store: StoreHook | None = None
+        self.files: Any = None  # a _filenode.FileManager, made by the wrapper's first file call
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._tick_handle: Any = None
@@ -160,6 +161,11 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
+        if self.files is not None:
+            try:
+                self.files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
         try:
             await self.transport.aclose()
         except Exception:
@@ -227,6 +233,8 @@ class Node:
             else:
                 self.blocked.add(entry.peer.id)
             self.changed.notify_all()
+        if writable and self.files is not None:
+            self.files.writable(entry.peer.id)
 
     # -- sending (core thread) --------------------------------------------------------------------
     def send(self, kind: int, peer_ids: list[str], payload: bytes, reliable: bool) -> None:
@@ -374,6 +382,11 @@ class Node:
                 self.store.peer_added(peer)
             except Exception:
                 log.exception("the store failed on peer_added")
+        if self.files is not None:
+            try:
+                self.files.peer_added(peer)
+            except Exception:
+                log.exception("file transfers failed on peer_added")
 
     def _rate_limited(self, address: str | None) -> bool:
         if address is None:
@@ -421,6 +434,11 @@ class Node:
                 self.store.peer_removed(peer)
             except Exception:
                 log.exception("the store failed on peer_removed")
+        if self.files is not None:
+            try:
+                self.files.peer_removed(peer)
+            except Exception:
+                log.exception("file transfers failed on peer_removed")
         self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
 
     def _on_message(self, entry: _Link, event: MessageReceived) -> None:
@@ -441,6 +459,11 @@ class Node:
                 self.store.message(peer, event.payload)
             except Exception:
                 log.exception("the store failed on a message from %r", peer)
+        elif event.kind == Kind.FILE and self.files is not None:
+            try:
+                self.files.message(peer, event.payload)
+            except Exception:
+                log.exception("file transfers failed on a message from %r", peer)
 
     def _publish(self) -> None:
         with self.changed:
@@ -460,6 +483,11 @@ class Node:
             if entry is not None:
                 entry.session.handle_timer(now)
                 self._pump(link)
+        if self.files is not None:
+            try:
+                self.files.tick(now)
+            except Exception:
+                log.exception("file transfers failed on a timer")
         self._schedule_tick()
 
 
