@@ -17,6 +17,7 @@ from ._errors import (
     ConfigurationError,
     CorruptUpdate,
     EngineUnavailable,
+    InvalidArgument,
     InvalidDiscoveryInfo,
     InvalidDisplayName,
     InvalidServiceType,
@@ -38,6 +39,7 @@ from ._errors import (
 from ._filenode import FileLimits, FileTransfer
 from ._files import TOKEN_TAG
 from ._peer import PeerID
+from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
 from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
@@ -60,6 +62,7 @@ __all__ = [
     "EngineUnavailable",
     "FileLimits",
     "FileTransfer",
+    "InvalidArgument",
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
     "InvalidServiceType",
@@ -72,6 +75,7 @@ __all__ = [
     "MultipeerConnectivity",
     "NotConnected",
     "PeerID",
+    "Presence",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._peer import PeerID, make_peer
+from ._presence_node import PresenceNode
 from ._runtime import Runtime
 from ._session import (
     Closed,
@@ -100,7 +101,8 @@ class Node:
         self.peers: dict[str, tuple[PeerID, LinkId]] = {}
         self.known: dict[str, PeerID] = {}
         self.store: StoreHook | None = None
-        self.files: Any = None  # a _filenode.FileManager, made by the wrapper's first file call
+        self.files: Any = None  # a _filenode.FileManager, installed by the wrapper after start
+        self.presence: PresenceNode | None = None
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._tick_handle: Any = None
@@ -117,6 +119,7 @@ class Node:
     def start(self, engine: str | None = None) -> None:
         """Open the transport and start looking for peers."""
         self.store = _make_store(self, engine)
+        self.presence = PresenceNode(self)
         self.transport.open(self.runtime.loop, self, self.local)
         self._schedule_tick()
         self.start_looking()
@@ -166,6 +169,8 @@ class Node:
                 self.files.close()
             except Exception:
                 log.exception("closing file transfers failed")
+        if self.presence is not None:
+            self.presence.close()
         try:
             await self.transport.aclose()
         except Exception:
@@ -377,6 +382,8 @@ class Node:
         self._publish()
         log.info("peer added: %r via %s", peer, entry.address)
         self.runtime.dispatch(_call_owner, self._owner, "peer_added", peer)
+        if self.presence is not None:
+            self.presence.peer_added(peer)
         if self.store is not None:
             try:
                 self.store.peer_added(peer)
@@ -439,6 +446,8 @@ class Node:
                 self.files.peer_removed(peer)
             except Exception:
                 log.exception("file transfers failed on peer_removed")
+        if self.presence is not None:
+            self.presence.peer_removed(peer)  # its presence_changed(peer, None) comes first
         self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
 
     def _on_message(self, entry: _Link, event: MessageReceived) -> None:
@@ -454,6 +463,8 @@ class Node:
                 )
                 return
             self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload)
+        elif event.kind == Kind.PRESENCE and self.presence is not None:
+            self.presence.message(peer, event.payload, event.reliable)
         elif event.kind == Kind.STORE and self.store is not None:
             try:
                 self.store.message(peer, event.payload)

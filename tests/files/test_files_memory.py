@@ -295,7 +295,7 @@ def test_bad_arguments_raise_clearly(peers: Any, tmp_path: Path) -> None:
     ann, bob, _inbox = _pair(peers, tmp_path)
     with pytest.raises(FileNotFoundError):
         ann.send_file(tmp_path / "nope")
-    with pytest.raises(ValueError, match="not an mpstore file token"):
+    with pytest.raises(mpstore.InvalidArgument, match="not an mpstore file token"):
         bob.fetch_file({"a": 1})
-    with pytest.raises(ValueError, match="needs a folder"):
+    with pytest.raises(mpstore.ConfigurationError, match="needs a folder"):
         ann.fetch_file(ann.share_file(__file__))
