@@ -113,9 +113,9 @@ class Node:
         self.posted = 0
 
     # -- life cycle (core thread) -------------------------------------------------------------------
-    def start(self, engine: str | None = None) -> None:
-        """Open the transport and start looking for peers."""
-        self.store = _make_store(self, engine)
+    def start(self, engine: str | None = None, data_dir: Any = None, durable: bool = False) -> None:
+        """Open the stores' data_dir (if any), the transport, and start looking for peers."""
+        self.store = _make_store(self, engine, data_dir, durable)
         self.transport.open(self.runtime.loop, self, self.local)
         self._schedule_tick()
         self.start_looking()
@@ -472,12 +472,16 @@ def _host_of(address: str) -> str:
     return address
 
 
-def _make_store(node: Node, engine: str | None) -> StoreHook | None:
+def _make_store(
+    node: Node, engine: str | None, data_dir: Any = None, durable: bool = False
+) -> StoreHook | None:
     try:
         from ._store import StoreManager  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # the store module is optional until it lands
         return None
-    manager: StoreHook = StoreManager(StoreHost(node), engine=engine)
+    manager: StoreHook = StoreManager(
+        StoreHost(node), engine=engine, data_dir=data_dir, durable=durable
+    )
     return manager
 
 
