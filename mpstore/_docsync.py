@@ -35,6 +35,14 @@ Rules:
   pair and store: two state vectors and two diffs (a diff always carries the whole delete set).
 * A malformed message or a CRDT update the engine rejects is dropped with a logged reason; the
   documents stay as they were and the peer stays connected.
+
+Participants (a browser tab, a Yjs-server room) speak plain y-protocols sync messages for one
+store, without the envelope above. To the rules above a participant is one more neighbour of
+that store: it gets our step 1 when added and step 2 for its step 1 (a state-vector diff, so a
+reconnect costs a diff, not a snapshot); updates for it wait until that step 2 has gone out;
+what it teaches us is applied and passed on to every peer as a new UPDATE of ours and to the
+other participants of the store; every update we apply or make reaches it. Outbox entries
+addressed to a participant id carry one plain y-protocols message each.
 """
 
 from __future__ import annotations
@@ -298,6 +306,10 @@ class DocSync:
         self._held: dict[str, dict[str, list[bytes]]] = {}
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._seq = 0
+        # Plain y-protocols participants: id -> store, and the updates held for each until our
+        # step 2 answering its step 1 has gone out (None once released).
+        self.participants: dict[str, str] = {}
+        self._p_held: dict[str, list[bytes] | None] = {}
         self.outbox: list[tuple[str, bytes]] = []
         self.events: list[StoreUpdated] = []
         self.stats = _Stats()
@@ -391,6 +403,7 @@ class DocSync:
         payload = encode_update(self.local_id, seq, name, update)
         for peer in self.neighbours:
             self._send_update(peer, name, payload)
+        self._to_participants(name, update, None)
         out: dict[str, str | None] = dict.fromkeys(deletes)
         out.update(sets)
         return out
@@ -562,6 +575,7 @@ class DocSync:
             seq = self._next_id()
             self._mark_seen((self.local_id, seq))
             self._forward(peer, name, encode_update(self.local_id, seq, name, data), origin=None)
+            self._to_participants(name, data, None)
 
     def _on_update(self, peer: str, origin: str, seq: int, name: str, data: bytes, payload: bytes) -> None:
         if origin == self.local_id or not self._mark_seen((origin, seq)):
@@ -579,6 +593,7 @@ class DocSync:
         if changes:
             self.events.append(StoreUpdated(name, changes, origin, peer))
         self._forward(peer, name, payload, origin=origin)
+        self._to_participants(name, data, None)
 
     def _send_update(self, peer: str, name: str, payload: bytes) -> None:
         held = self._held.get(peer)
@@ -597,3 +612,67 @@ class DocSync:
             if n != sender and n != origin and n not in skip:
                 self.stats.forwarded += 1
                 self._send_update(n, name, payload)
+
+    # -- plain y-protocols participants (Seam A)
+
+    def add_participant(self, pid: str, store: str) -> None:
+        """A participant for ``store`` joined: queue our step 1 to it (see the module rules)."""
+        check_store_name(store)
+        if pid in self.participants or pid in self.neighbours or pid == self.local_id:
+            raise ValueError(f"participant id {pid!r} is already in use")
+        d = self.doc(store)
+        self.participants[pid] = store
+        self._p_held[pid] = []
+        self.outbox.append((pid, _syncproto.encode_sync_step1(d.state_vector())))
+
+    def remove_participant(self, pid: str) -> None:
+        """A participant left; what was held for it is dropped (it resyncs when it returns)."""
+        self.participants.pop(pid, None)
+        self._p_held.pop(pid, None)
+
+    def receive_plain(self, pid: str, message: bytes) -> None:
+        """Handle one y-protocols sync message (type 0) from participant ``pid``; never raises
+        on bad input (it is dropped with a logged reason)."""
+        name = self.participants.get(pid)
+        if name is None:
+            log.debug("sync message from %s, not a participant, ignored", pid)
+            return
+        try:
+            step, data = _syncproto.decode_message(message)
+            d = self.docs[name]
+            if step == Y_STEP1:
+                diff = d.encode_diff(data)
+                self.outbox.append((pid, _syncproto.encode_sync_step2(diff)))
+                held = self._p_held.get(pid)
+                self._p_held[pid] = None
+                for waiting in held or ():
+                    self.outbox.append((pid, waiting))
+                return
+            before = d.state_vector()
+            changes = d.apply_update(data)
+        except CorruptUpdate as exc:
+            self.stats.rejected += 1
+            log.warning("sync message from participant %s rejected: %s", pid, exc)
+            return
+        if changes:
+            self.events.append(StoreUpdated(name, changes, pid, pid))
+        if changes or d.state_vector() != before:
+            seq = self._next_id()
+            self._mark_seen((self.local_id, seq))
+            self._forward(pid, name, encode_update(self.local_id, seq, name, data), origin=None)
+            self._to_participants(name, data, pid)
+
+    def _to_participants(self, name: str, update: bytes, sender: str | None) -> None:
+        message = b""
+        for pid, store in self.participants.items():
+            if store != name or pid == sender:
+                continue
+            if not message:
+                message = _syncproto.encode_update(update)
+            held = self._p_held.get(pid)
+            if held is None:
+                self.outbox.append((pid, message))
+            else:
+                held.append(message)
+                if len(held) > MAX_HELD:
+                    held.clear()  # the step 2 still to come carries all of it

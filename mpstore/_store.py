@@ -13,6 +13,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -27,6 +28,7 @@ from .engines.base import EngineDoc
 
 __all__ = [
     "MISSING",
+    "Participant",
     "PeerLike",
     "SharedDict",
     "StoreChange",
@@ -512,6 +514,69 @@ class _BatchContext:
             st._manager._write(st, sets, deletes)
 
 
+class Participant:
+    """A plain y-protocols neighbour of one store (a browser tab, a Yjs-server room).
+
+    Made by :meth:`StoreManager.attach_participant`. Its methods may be called from any thread;
+    they run on the core thread in the order they were called. ``send`` is called on the core
+    thread with one y-protocols sync message at a time; while ``can_send()`` is false, messages
+    wait here until :meth:`writable` is called. It appears as ``from_peer`` of the changes it
+    makes (``id`` and ``display_name`` like a PeerID).
+    """
+
+    def __init__(
+        self,
+        manager: StoreManager,
+        pid: str,
+        store: str,
+        send: Callable[[bytes], None],
+        can_send: Callable[[], bool] | None,
+        display_name: str,
+    ) -> None:
+        self._manager = manager
+        self.id = pid
+        self.store = store
+        self.display_name = display_name
+        self._send = send
+        self._can_send = can_send
+        self._queue: deque[bytes] = deque()
+        self.attached = True
+
+    def __repr__(self) -> str:
+        return f"<Participant {self.display_name!r} of store {self.store!r}>"
+
+    def receive(self, message: bytes) -> None:
+        """A y-protocols sync message (type 0) from it; bad input is logged and dropped."""
+        data = bytes(message)
+        self._manager._post(lambda: self._manager._participant_message(self, data))
+
+    def writable(self) -> None:
+        """It drained: send what waited."""
+        self._manager._post(self._drain)
+
+    def detach(self) -> None:
+        """It left; idempotent. What waited for it is dropped (a reattach resyncs by diff)."""
+        self._manager._post(lambda: self._manager._detach(self))
+
+    # core thread
+    def _deliver(self, message: bytes) -> None:
+        if self._queue or (self._can_send is not None and not self._can_send()):
+            self._queue.append(message)
+            return
+        self._call_send(message)
+
+    def _drain(self) -> None:
+        while self.attached and self._queue and (self._can_send is None or self._can_send()):
+            self._call_send(self._queue.popleft())
+
+    def _call_send(self, message: bytes) -> None:
+        try:
+            self._send(message)
+        except Exception:
+            log.exception("sending to %r failed; detaching it", self)
+            self._manager._detach(self)
+
+
 class StoreManager:
     """All stores of one MultipeerConnectivity; the core drives it on the core thread."""
 
@@ -542,6 +607,8 @@ class StoreManager:
         self._closed = False
         self._writes = itertools.count(1)
         self._in_flight = 0
+        self._participants: dict[str, Participant] = {}
+        self._participant_ids = itertools.count(1)
 
     @property
     def engine_name(self) -> str | None:
@@ -672,6 +739,10 @@ class StoreManager:
 
     def _flush(self) -> None:
         for pid, payload in self._sync.take_outbox():
+            participant = self._participants.get(pid)
+            if participant is not None:
+                participant._deliver(payload)
+                continue
             queue = self._queues.get(pid)
             if queue is None and self._take_token(pid):
                 self._send_now(pid, payload)
@@ -731,7 +802,11 @@ class StoreManager:
             store = self._stores.get(ev.name)
         if store is None:
             return  # kept in the document; the mirror is built when the store is opened
-        peer = self._host.peer_by_id(ev.origin) or self._peers.get(ev.via)
+        peer = (
+            self._participants.get(ev.via)
+            or self._host.peer_by_id(ev.origin)
+            or self._peers.get(ev.via)
+        )
         self._report(store, ev.changes, peer)
 
     def peer_added(self, peer: Any) -> None:
@@ -751,6 +826,53 @@ class StoreManager:
         self._peers.pop(peer.id, None)
         self._queues.pop(peer.id, None)
         self._buckets.pop(peer.id, None)
+
+    # -- plain y-protocols participants (Seam A)
+
+    def attach_participant(
+        self,
+        store: str,
+        send: Callable[[bytes], None],
+        *,
+        can_send: Callable[[], bool] | None = None,
+        display_name: str = "participant",
+    ) -> Participant:
+        """Attach a neighbour of ``store`` speaking plain y-protocols sync; any thread.
+
+        Our step 1 goes to ``send`` at once; its step 1 is answered with step 2 (the diff), then
+        every update of the store reaches it, and its updates reach every peer.
+        """
+        check_store_name(store)
+
+        def attach() -> Participant:
+            pid = f"~participant-{next(self._participant_ids)}"
+            participant = Participant(self, pid, store, send, can_send, display_name)
+            self._participants[pid] = participant
+            self._open(store)
+            self._guard(self._sync.add_participant, pid, store)
+            return participant
+
+        return self._call(attach)
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        if self._closed:
+            return
+        try:
+            self._host.post(fn)
+        except Closed:
+            pass
+
+    def _participant_message(self, participant: Participant, message: bytes) -> None:
+        if participant.attached:
+            self._guard(self._sync.receive_plain, participant.id, message)
+
+    def _detach(self, participant: Participant) -> None:
+        if not participant.attached:
+            return
+        participant.attached = False
+        participant._queue.clear()
+        self._participants.pop(participant.id, None)
+        self._sync.remove_participant(participant.id)
 
     def message(self, peer: Any, payload: bytes) -> None:
         """Core thread: a store message from ``peer``."""
