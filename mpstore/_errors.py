@@ -14,7 +14,8 @@ Every error mpstore raises on purpose derives from :class:`MpstoreError`::
     │   └── SendTimeout                          a reliable send waited too long for a slow peer
     ├── TransportError                           a transport could not do what was asked
     │   ├── TransportUnavailable                 its dependencies or platform are missing
-    │   └── ServiceTypeNotDeclared               iOS refused the service type (error -72008)
+    │   ├── ServiceTypeNotDeclared               iOS refused the service type (error -72008)
+    │   └── ServerRefused                        a Yjs server refused us (token, permission)
     ├── ProtocolError                            a peer sent something we cannot accept
     └── StoreError                               the replicated store
         ├── EngineUnavailable (ImportError)      no CRDT engine can be loaded
@@ -42,6 +43,7 @@ __all__ = [
     "PersistError",
     "ProtocolError",
     "SendTimeout",
+    "ServerRefused",
     "ServiceTypeNotDeclared",
     "StoreError",
     "StoreLocked",
@@ -105,6 +107,10 @@ class TransportUnavailable(TransportError):
 
 class ServiceTypeNotDeclared(TransportError):
     """iOS refused to browse or advertise the service type (NSNetServices error -72008)."""
+
+
+class ServerRefused(TransportError):
+    """A Yjs server refused this client (wrong token, no permission); it is not retried."""
 
 
 class ProtocolError(MpstoreError):

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._auth import derive_key
@@ -92,6 +92,7 @@ class MultipeerConnectivity:
         self._pacers: dict[str, _Pacer] = {}
         self._pacer_lock = threading.Lock()
         self._engine_name = engine
+        self._servers: list[Any] = []
         self._transport: Transport = make_transport(transport)
         limit = self._transport.max_peers
         if limit is not None and max_peers > limit:
@@ -157,6 +158,72 @@ class MultipeerConnectivity:
 
             raise EngineUnavailable("the replicated store is not available in this build")
         return store.shared_dict(name, persist, durable)  # type: ignore[attr-defined]
+
+    def connect_server(
+        self,
+        url: str,
+        store: str,
+        *,
+        dialect: str = "y-websocket",
+        document: str | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        on_error: Callable[[Any, Any], Any] | None = None,
+        sync_timeout: float = 15.0,
+        connect_timeout: float = 10.0,
+        max_backoff: float = 30.0,
+        ssl: Any = None,
+    ) -> Any:
+        """Connect store ``store`` to a document on a Yjs WebSocket server; return the connection.
+
+        ``dialect`` is ``"y-websocket"`` (the document is the URL path: ``url/document``) or
+        ``"hocuspocus"`` (``token`` is sent first). ``document`` defaults to the store's name.
+        The server is one more participant of the store: this node relays between it and the
+        local peers, and reconnects with backoff until ``close()``. A refused token calls
+        ``on_error(connection, error)`` (dispatcher thread) and is not retried. The server's
+        operator can read the store's content; the group secret is never sent to it.
+        """
+        self._check_open()
+        from ._docsync import check_store_name
+        from ._yserver import DIALECTS, LinkConfig
+        from ._yserver_io import ServerConnection
+
+        check_store_name(store)
+        if dialect not in DIALECTS:
+            raise ConfigurationError(f"dialect must be one of {', '.join(DIALECTS)}, not {dialect!r}")
+        if token is not None and dialect != "hocuspocus":
+            raise ConfigurationError(
+                "token is sent by the hocuspocus dialect; a y-websocket server takes credentials in "
+                "the URL query or headers"
+            )
+        manager = self._node.store
+        if manager is None:
+            from ._errors import EngineUnavailable
+
+            raise EngineUnavailable("the replicated store is not available in this build")
+        config = LinkConfig(
+            connect_timeout=connect_timeout,
+            sync_timeout=sync_timeout,
+            backoff_max=max(max_backoff, 0.5),
+        )
+        connection = ServerConnection(
+            self._runtime,
+            manager,
+            store,
+            url,
+            dialect=dialect,
+            document=document if document is not None else store,
+            token=token,
+            headers=headers,
+            config=config,
+            on_error=on_error,
+            presence=getattr(self._node, "presence", None),
+            ssl=ssl,
+        )
+        manager.shared_dict(store)  # type: ignore[attr-defined]
+        self._servers.append(connection)
+        self._runtime.call(connection.start, timeout=10)
+        return connection
 
     # -- properties -----------------------------------------------------------------------------
     @property
@@ -329,6 +396,11 @@ class MultipeerConnectivity:
             return
         self._closed = True
         self._finalizer.detach()
+        for server in self._servers:
+            try:
+                server.close()
+            except Exception:
+                log.exception("closing %r failed", server)
         _shutdown(self._runtime, self._node)
         error = getattr(self._node.store, "close_error", None)
         if error is not None:
