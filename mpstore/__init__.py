@@ -17,6 +17,7 @@ from ._errors import (
     ConfigurationError,
     CorruptUpdate,
     EngineUnavailable,
+    InvalidArgument,
     InvalidDiscoveryInfo,
     InvalidDisplayName,
     InvalidServiceType,
@@ -35,6 +36,7 @@ from ._errors import (
     TransportUnavailable,
 )
 from ._peer import PeerID
+from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
 from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
@@ -51,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptUpdate",
     "EngineUnavailable",
+    "InvalidArgument",
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
     "InvalidServiceType",
@@ -64,6 +67,7 @@ __all__ = [
     "NotConnected",
     "PeerID",
     "PersistError",
+    "Presence",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",

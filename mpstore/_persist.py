@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._errors import CorruptUpdate, PersistError, StoreLocked
+from ._errors import ConfigurationError, CorruptUpdate, InvalidArgument, PersistError, StoreLocked
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -691,15 +691,15 @@ class Persistence:
             target = None
         elif persist is True:
             if self._default is None:
-                raise ValueError("persist=True needs MultipeerConnectivity(data_dir=...) or a path")
+                raise ConfigurationError("persist=True needs MultipeerConnectivity(data_dir=...) or a path")
             target = self._default
         elif isinstance(persist, (str, os.PathLike)):
             target = self._db(persist)
         else:
-            raise TypeError(f"persist must be None, a bool or a path, not {type(persist).__name__}")
+            raise InvalidArgument(f"persist must be None, a bool or a path, not {type(persist).__name__}")
         if held and persist is not None and self._where.get(name) is not target:
             now = "in memory only" if name not in self._where else f"saved in {self._where[name].data_dir!r}"
-            raise ValueError(
+            raise ConfigurationError(
                 f"store {name!r} is already held {now} (a peer sent it, or it was opened before): "
                 "choose persist= on the first shared_dict() call, before peers connect"
             )

@@ -175,7 +175,7 @@ class PeerOpened:
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """A message (APP, STORE or a future kind) arrived on an open session."""
+    """A message (APP, STORE or PRESENCE) arrived on an open session."""
 
     kind: int
     payload: bytes
@@ -410,10 +410,10 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE):
+            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
-        if kind in (Kind.APP, Kind.STORE):
+        if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
             self._spend_token(now)
             self._events.append(MessageReceived(kind, payload, message.reliable))
         # Other kinds are unknown to this version: ignored for forward compatibility.
