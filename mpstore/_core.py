@@ -119,9 +119,9 @@ class Node:
         self.posted = 0
 
     # -- life cycle (core thread) -------------------------------------------------------------------
-    def start(self, engine: str | None = None) -> None:
-        """Open the transport and start looking for peers."""
-        self.store = _make_store(self, engine)
+    def start(self, engine: str | None = None, data_dir: Any = None, durable: bool = False) -> None:
+        """Open the stores' data_dir (if any), the transport, and start looking for peers."""
+        self.store = _make_store(self, engine, data_dir, durable)
         self.presence = PresenceNode(self)
         self.transport.open(self.runtime.loop, self, self.local)
         self.start_looking()
@@ -157,6 +157,8 @@ class Node:
         """Disconnect, close the store and the transport, stop the timer."""
         if self._closed:
             return
+        if self.presence is not None:
+            self.presence.close()  # our state's removal goes out before the goodbyes
         self.disconnect()
         self._closed = True
         if self._tick_handle is not None:
@@ -171,8 +173,6 @@ class Node:
                 self.files.close()
             except Exception:
                 log.exception("closing file transfers failed")
-        if self.presence is not None:
-            self.presence.close()
         try:
             await self.transport.aclose()
         except Exception:
@@ -541,10 +541,10 @@ def _host_of(address: str) -> str:
     return address
 
 
-def _make_store(node: Node, engine: str | None) -> StoreHook:
+def _make_store(node: Node, engine: str | None, data_dir: Any = None, durable: bool = False) -> StoreHook:
     from ._store import StoreManager  # imported on start: the store loads its engine lazily
 
-    manager: StoreHook = StoreManager(NodeStoreHost(node), engine=engine)
+    manager: StoreHook = StoreManager(NodeStoreHost(node), engine=engine, data_dir=data_dir, durable=durable)
     return manager
 
 
