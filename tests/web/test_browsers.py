@@ -282,7 +282,7 @@ def test_cursors_travel_as_presence_and_go_when_the_page_closes(browser: Any) ->
             assert strokes_of(host.shared_dict(BOARD)) == {}
             a.mouse.up()
             # A Python peer's cursor is shown in the pages of its board only.
-            pure.presence.set({"user": {"name": "py", "color": "#2f9e44"}, "board": "t", "cursor": [400, 300]})
+            pure.presence.set({"user": {"name": "py", "color": "#2f9e44"}, "board": "t", "cursor": [40, 30]})
             b.locator(".cursor span", has_text="py").wait_for(timeout=20_000)
             assert other_board.locator(".cursor").count() == 0
             # Page A closes: its cursor goes from page B and from the Python peer.
