@@ -155,6 +155,8 @@ class Node:
         """Disconnect, close the store and the transport, stop the timer."""
         if self._closed:
             return
+        if self.presence is not None:
+            self.presence.close()  # our state's removal goes out before the goodbyes
         self.disconnect()
         self._closed = True
         if self._tick_handle is not None:
@@ -169,8 +171,6 @@ class Node:
                 self.files.close()
             except Exception:
                 log.exception("closing file transfers failed")
-        if self.presence is not None:
-            self.presence.close()
         try:
             await self.transport.aclose()
         except Exception:
