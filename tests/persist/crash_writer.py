@@ -5,7 +5,7 @@
 Connects over the LAN transport (loopback, no discovery) to the peer at HOST:PORT, then writes
 ``{"c<i % 50>": i, "last": i}`` for i = START, START+1, ... as one transaction each, forever.
 After each write returns it prints ``w <i>`` (MODE ``durable``: the store is durable, so the
-write is on disk), and in MODE ``batched`` every 200 writes it calls ``flush()`` and prints
+write is on disk), and in MODE ``batched`` every 2000 writes it calls ``flush()`` and prints
 ``f <i>`` (every write up to i is on disk). Prints ``ready`` first. Only loopback traffic.
 """
 
@@ -19,12 +19,20 @@ from mpstore.transports.lan import LanTransport
 KEYS = 50
 
 
+class Quiet(mpstore.MultipeerConnectivity):
+    """No prints from callbacks: stdout carries only the protocol lines."""
+
+    def peer_added(self, peer: mpstore.PeerID) -> None:
+        pass
+
+    def peer_removed(self, peer: mpstore.PeerID) -> None:
+        pass
+
+
 def main() -> None:
     data_dir, host, port, start, engine, mode = sys.argv[1:7]
     transport = LanTransport(host="127.0.0.1", discovery=False, ip_version="v4", peers=[(host, int(port))])
-    mc = mpstore.MultipeerConnectivity(
-        "writer", "crash", transport=transport, data_dir=data_dir, engine=engine, peer_timeout=2.0
-    )
+    mc = Quiet("writer", "crash", transport=transport, data_dir=data_dir, engine=engine, peer_timeout=5.0)
     store = mc.shared_dict("s", durable=mode == "durable")
     mc.wait_for_peers(1, timeout=20)
     out = sys.stdout
@@ -34,7 +42,7 @@ def main() -> None:
     while True:
         store.update({f"c{i % KEYS}": i, "last": i})
         out.write(f"w {i}\n")
-        if mode == "batched" and i % 200 == 199:
+        if mode == "batched" and i % 2000 == 1999:
             store.flush()
             out.write(f"f {i}\n")
         out.flush()

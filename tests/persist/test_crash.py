@@ -96,7 +96,7 @@ def crash_loop(tmp_path: Path, iterations: int, seed: int) -> dict[str, float]:
     data_dir = tmp_path / "writer"
     engines = _engines()
     figures = {"iterations": 0.0, "writes": 0.0, "max_lost_age": 0.0, "lost_writes": 0.0}
-    with Peer("peer", "crash", transport=_lan(), peer_timeout=2.0) as peer:
+    with Peer("peer", "crash", transport=_lan(), peer_timeout=5.0) as peer:
         host, port = peer.transport.address  # type: ignore[attr-defined]
         theirs = peer.shared_dict("s")
         last = -1
@@ -154,6 +154,10 @@ def crash_loop(tmp_path: Path, iterations: int, seed: int) -> dict[str, float]:
                 last = merged["last"]
             figures["iterations"] += 1
             figures["writes"] = float(last + 1)
+            print(
+                f"kill {n} ({engine}, {mode}): saved {saved}, promised {promised}, after sync {last}",
+                flush=True,
+            )
     return figures
 
 
