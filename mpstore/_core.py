@@ -56,6 +56,7 @@ class StoreHook(Protocol):
     def peer_added(self, peer: PeerID) -> None: ...
     def peer_removed(self, peer: PeerID) -> None: ...
     def message(self, peer: PeerID, payload: bytes) -> None: ...
+    def link_writable(self, peer: PeerID, writable: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -227,6 +228,11 @@ class Node:
             else:
                 self.blocked.add(entry.peer.id)
             self.changed.notify_all()
+        if self.store is not None:
+            try:
+                self.store.link_writable(entry.peer, writable)
+            except Exception:
+                log.exception("the store failed on link_writable")
 
     # -- sending (core thread) --------------------------------------------------------------------
     def send(self, kind: int, peer_ids: list[str], payload: bytes, reliable: bool) -> None:
@@ -558,6 +564,10 @@ class StoreHost:
     def connected_peers(self) -> list[PeerID]:
         """The connected peers, in join order (core thread)."""
         return self._node.connected_peers()
+
+    def peer_rate(self, peer_id: str) -> float | None:
+        """The message rate the peer advertised, or None (core thread)."""
+        return self._node.peer_rates.get(peer_id)
 
     def peer_by_id(self, peer_id: str) -> PeerID | None:
         """Any peer seen so far, by id (core thread)."""
