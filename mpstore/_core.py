@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._peer import PeerID, make_peer
+from ._presence_node import PresenceNode
 from ._runtime import Runtime
 from ._session import (
     Closed,
@@ -101,6 +102,8 @@ class Node:
         self.peers: dict[str, tuple[PeerID, LinkId]] = {}
         self.known: dict[str, PeerID] = {}
         self.store: StoreHook | None = None
+        self.files: Any = None  # a _filenode.FileManager, installed by the wrapper after start
+        self.presence: PresenceNode | None = None
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._tick_handle: Any = None
@@ -114,9 +117,10 @@ class Node:
         self.posted = 0
 
     # -- life cycle (core thread) -------------------------------------------------------------------
-    def start(self, engine: str | None = None) -> None:
-        """Open the transport and start looking for peers."""
-        self.store = _make_store(self, engine)
+    def start(self, engine: str | None = None, data_dir: Any = None, durable: bool = False) -> None:
+        """Open the stores' data_dir (if any), the transport, and start looking for peers."""
+        self.store = _make_store(self, engine, data_dir, durable)
+        self.presence = PresenceNode(self)
         self.transport.open(self.runtime.loop, self, self.local)
         self._schedule_tick()
         self.start_looking()
@@ -152,6 +156,8 @@ class Node:
         """Disconnect, close the store and the transport, stop the timer."""
         if self._closed:
             return
+        if self.presence is not None:
+            self.presence.close()  # our state's removal goes out before the goodbyes
         self.disconnect()
         self._closed = True
         if self._tick_handle is not None:
@@ -161,6 +167,11 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
+        if self.files is not None:
+            try:
+                self.files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
         try:
             await self.transport.aclose()
         except Exception:
@@ -233,6 +244,8 @@ class Node:
                 self.store.link_writable(entry.peer, writable)
             except Exception:
                 log.exception("the store failed on link_writable")
+        if writable and self.files is not None:
+            self.files.writable(entry.peer.id)
 
     # -- sending (core thread) --------------------------------------------------------------------
     def send(self, kind: int, peer_ids: list[str], payload: bytes, reliable: bool) -> None:
@@ -375,11 +388,18 @@ class Node:
         self._publish()
         log.info("peer added: %r via %s", peer, entry.address)
         self.runtime.dispatch(_call_owner, self._owner, "peer_added", peer)
+        if self.presence is not None:
+            self.presence.peer_added(peer)
         if self.store is not None:
             try:
                 self.store.peer_added(peer)
             except Exception:
                 log.exception("the store failed on peer_added")
+        if self.files is not None:
+            try:
+                self.files.peer_added(peer)
+            except Exception:
+                log.exception("file transfers failed on peer_added")
 
     def _rate_limited(self, address: str | None) -> bool:
         if address is None:
@@ -427,6 +447,13 @@ class Node:
                 self.store.peer_removed(peer)
             except Exception:
                 log.exception("the store failed on peer_removed")
+        if self.files is not None:
+            try:
+                self.files.peer_removed(peer)
+            except Exception:
+                log.exception("file transfers failed on peer_removed")
+        if self.presence is not None:
+            self.presence.peer_removed(peer)  # its presence_changed(peer, None) comes first
         self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
 
     def _on_message(self, entry: _Link, event: MessageReceived) -> None:
@@ -442,11 +469,18 @@ class Node:
                 )
                 return
             self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload)
+        elif event.kind == Kind.PRESENCE and self.presence is not None:
+            self.presence.message(peer, event.payload, event.reliable)
         elif event.kind == Kind.STORE and self.store is not None:
             try:
                 self.store.message(peer, event.payload)
             except Exception:
                 log.exception("the store failed on a message from %r", peer)
+        elif event.kind == Kind.FILE and self.files is not None:
+            try:
+                self.files.message(peer, event.payload)
+            except Exception:
+                log.exception("file transfers failed on a message from %r", peer)
 
     def _publish(self) -> None:
         with self.changed:
@@ -466,6 +500,11 @@ class Node:
             if entry is not None:
                 entry.session.handle_timer(now)
                 self._pump(link)
+        if self.files is not None:
+            try:
+                self.files.tick(now)
+            except Exception:
+                log.exception("file transfers failed on a timer")
         self._schedule_tick()
 
 
@@ -478,12 +517,16 @@ def _host_of(address: str) -> str:
     return address
 
 
-def _make_store(node: Node, engine: str | None) -> StoreHook | None:
+def _make_store(
+    node: Node, engine: str | None, data_dir: Any = None, durable: bool = False
+) -> StoreHook | None:
     try:
         from ._store import StoreManager  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # the store module is optional until it lands
         return None
-    manager: StoreHook = StoreManager(StoreHost(node), engine=engine)
+    manager: StoreHook = StoreManager(
+        StoreHost(node), engine=engine, data_dir=data_dir, durable=durable
+    )
     return manager
 
 

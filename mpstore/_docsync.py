@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from . import _syncproto
-from ._errors import CorruptUpdate, EngineUnavailable
+from ._errors import ConfigurationError, CorruptUpdate, EngineUnavailable, InvalidArgument
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -235,13 +235,13 @@ def _read_y_sync(r: Reader) -> tuple[int, bytes]:
 def check_store_name(name: object) -> str:
     """Return ``name`` if it is a valid store name, else raise TypeError/ValueError."""
     if type(name) is not str:
-        raise TypeError(f"store names must be str, not {type(name).__name__}")
+        raise InvalidArgument(f"store names must be str, not {type(name).__name__}")
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ValueError("store name holds a lone surrogate") from None
+        raise ConfigurationError("store name holds a lone surrogate") from None
     if not 0 < size <= MAX_STORE_NAME_BYTES:
-        raise ValueError(f"store names must be 1 to {MAX_STORE_NAME_BYTES} bytes of UTF-8")
+        raise ConfigurationError(f"store names must be 1 to {MAX_STORE_NAME_BYTES} bytes of UTF-8")
     return name
 
 
@@ -283,9 +283,12 @@ class DocSync:
         *,
         max_stores: int = 1024,
         max_message: int = 256 << 20,
+        open_doc: Callable[[str], EngineDoc] | None = None,
     ) -> None:
         self.local_id = local_id
         self._new_doc = new_doc
+        # Given, it makes every store's document instead (saved stores load from disk).
+        self._open_doc = open_doc
         self.max_stores = max_stores
         self.max_message = max_message
         # Reassembly of PART slices per peer: (message id, slices so far, expected count).
@@ -335,7 +338,7 @@ class DocSync:
         """The document of store ``name``, created if needed (EngineUnavailable without engine)."""
         d = self.docs.get(name)
         if d is None:
-            d = self._new_doc()
+            d = self._new_doc() if self._open_doc is None else self._open_doc(name)
             self.docs[name] = d
         return d
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ._docsync import DocSync, StoreUpdated, check_store_name
-from ._errors import Closed, Timeout
+from ._errors import Closed, ConfigurationError, InvalidArgument, Timeout
 from ._outbox import Outbox
+from ._persist import Persistence
 from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
 from .engines import ENGINE_NAMES, Engine, load_engine
 from .engines.base import EngineDoc
@@ -117,10 +118,16 @@ class StoreChange:
         )
 
 
+class _Observed(Protocol):
+    """What a Subscription belongs to: a SharedDict, or a node's presence."""
+
+    def _unsubscribe(self, sub: Subscription) -> None: ...
+
+
 class Subscription:
     """A registered observer; :meth:`cancel` stops further callbacks."""
 
-    def __init__(self, store: SharedDict, callback: Callable[[StoreChange], Any]) -> None:
+    def __init__(self, store: _Observed, callback: Callable[[Any], Any]) -> None:
         self._store = store
         self.callback = callback
         self.active = True
@@ -132,7 +139,7 @@ class Subscription:
         with self._running:
             self._store._unsubscribe(self)
 
-    def _run(self, change: StoreChange) -> None:
+    def _run(self, change: Any) -> None:
         with self._running:
             if self.active:
                 self.callback(change)
@@ -211,6 +218,8 @@ class SharedDict(MutableMapping[str, Any]):
         self._closed = False
         self._subs: list[Subscription] = []
         self._local = threading.local()
+        # Set before the store is handed out: its writes are on disk before they return.
+        self._durable = False
         # Writes handed to the core thread but not applied yet: key -> (write id, raw or None
         # for a delete). Reads on every thread see them at once; the core drops each entry
         # when it has applied that write (a local write always wins locally in Yjs).
@@ -414,6 +423,18 @@ class SharedDict(MutableMapping[str, Any]):
             return
         self._manager._call(lambda: self._manager._transact(self, {}, list(self._data)))
 
+    def flush(self) -> None:
+        """Wait until every earlier write is applied and, for a saved store, on disk (fsync).
+
+        Raises :class:`mpstore.PersistError` if the disk refused it (the data stays in memory).
+        """
+        self._manager._call(lambda: self._manager._persist.flush(self._name))
+
+    @property
+    def persistent(self) -> bool:
+        """True if this store is saved on disk (see ``data_dir``)."""
+        return bool(self._manager._call(lambda: self._manager._persist.persists(self._name)))
+
     def batch(self) -> _BatchContext:
         """A context manager: every write inside it is one transaction, sent as one update.
 
@@ -427,9 +448,11 @@ class SharedDict(MutableMapping[str, Any]):
     def observe(self, callback: Callable[[StoreChange], Any]) -> Subscription:
         """Call ``callback(change)`` on the dispatcher thread after each change."""
         if not callable(callback):
-            raise TypeError("callback must be callable")
+            raise InvalidArgument("callback must be callable")
         sub = Subscription(self, callback)
         with self._lock:
+            if self._closed:
+                raise Closed("the store was closed (end_all)")
             self._subs.append(sub)
         return sub
 
@@ -613,14 +636,18 @@ class StoreManager:
         engine: str | Engine | None = None,
         *,
         max_stores: int = 1024,
+        data_dir: Any = None,
+        durable: bool = False,
     ) -> None:
         if isinstance(engine, str) and engine not in (*ENGINE_NAMES, "auto"):
-            raise ValueError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
+            raise ConfigurationError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
         self._host = host
         local_id = host.local_id
         self._engine_choice = engine
         self._engine: Engine | None = engine if isinstance(engine, Engine) else None
-        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores)
+        self._persist = Persistence(data_dir, durable=durable, schedule=host.call_later)
+        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores, open_doc=self._open_doc)
+        self.close_error: Exception | None = None
         self._stores: dict[str, SharedDict] = {}
         self._peers: dict[str, Any] = {}
         self._outbox = Outbox()
@@ -653,6 +680,11 @@ class StoreManager:
             self._engine = load_engine(choice if isinstance(choice, str) else None)
         return self._engine.new_doc()
 
+    def _open_doc(self, name: str) -> EngineDoc:
+        self._new_doc()  # loads the engine
+        assert self._engine is not None
+        return self._persist.new_doc(name, self._engine.new_doc)
+
     def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise Closed("the store was closed (end_all)")
@@ -665,19 +697,22 @@ class StoreManager:
 
     # -- user side
 
-    def shared_dict(self, name: str) -> SharedDict:
+    def shared_dict(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
         """The store ``name`` (the same object for the same name); any thread."""
         check_store_name(name)
-        with self._lock:
-            store = self._stores.get(name)
-        if store is not None:
-            return store
-        return self._call(lambda: self._open(name))
+        if persist is None and durable is None:
+            with self._lock:
+                store = self._stores.get(name)
+            if store is not None:
+                return store
+        return self._call(lambda: self._open(name, persist, durable))
 
-    def _open(self, name: str) -> SharedDict:
+    def _open(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
+        self._persist.choose(name, persist, durable, held=name in self._sync.docs)
         with self._lock:
             store = self._stores.get(name)
             if store is not None:
+                store._durable = self._persist.is_durable(name)
                 return store
         doc = self._sync.doc(name)
         entries: dict[str, str] = {}
@@ -689,6 +724,7 @@ class StoreManager:
                 continue
             entries[key] = raw
         store = SharedDict(self, name, entries)
+        store._durable = self._persist.is_durable(name)
         with self._lock:
             self._stores[name] = store
         return store
@@ -709,6 +745,9 @@ class StoreManager:
         """
         if self._closed:
             raise Closed("the store was closed (end_all)")
+        if store._durable:  # on disk before returning: wait for the core thread
+            self._call(lambda: self._transact(store, sets, deletes))
+            return
         # Under the store's lock the write ids of one store are queued in increasing order,
         # which _commit_run relies on to drop overlay entries.
         with store._lock:
@@ -783,6 +822,8 @@ class StoreManager:
         raw = self._sync.transact(store.name, sets, deletes)
         self._flush()
         self._report(store, raw, None)
+        if store._durable:
+            self._persist.after_write(store.name)
 
     def _report(self, store: SharedDict, raw: Mapping[str, str | None], peer: Any | None) -> None:
         if not raw:
@@ -947,3 +988,4 @@ class StoreManager:
         self._closed = True
         for store in self.stores():
             store._close()
+        self.close_error = self._persist.close()

@@ -1,0 +1,142 @@
+"""The Yjs-server client against the real servers (pinned in js/) on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mpstore
+from tests.helpers import wait_until
+from tests.yserver.servers import DIALECTS, running
+
+
+class Quiet(mpstore.MultipeerConnectivity):
+    def peer_added(self, peer: mpstore.PeerID) -> None:
+        pass
+
+    def peer_removed(self, peer: mpstore.PeerID) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def groups() -> Iterator[Callable[..., Quiet]]:
+    """make(name, group) -> a peer on the memory network of ``group`` (no route between groups)."""
+    nets: dict[str, mpstore.MemoryNetwork] = {}
+    made: list[Quiet] = []
+
+    def make(name: str, group: str = "a", **kwargs: Any) -> Quiet:
+        net = nets.setdefault(group, mpstore.MemoryNetwork(seed=len(nets) + 1))
+        kwargs.setdefault("peer_timeout", 2.0)
+        node = Quiet(name, "yserver", transport=net, **kwargs)
+        made.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        for node in made:
+            node.end_all()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_two_groups_converge_through_the_server(dialect: str, tmp_path: Path) -> None:
+    token = "t0ken" if dialect == "hocuspocus" else None
+    with running(dialect, tmp_path, token=token) as server, groups() as make:
+        a1, a2 = make("a1", "a"), make("a2", "a")
+        b1, b2 = make("b1", "b"), make("b2", "b")
+        a1.wait_for_peers(1, timeout=10)
+        b1.wait_for_peers(1, timeout=10)
+        sa, sb = (
+            a1.connect_server(server.url, "board", dialect=dialect, token=token),
+            b1.connect_server(server.url, "board", dialect=dialect, token=token),
+        )
+        sa.wait_synced(15)
+        sb.wait_synced(15)
+        stores = [n.shared_dict("board") for n in (a1, a2, b1, b2)]
+        # Concurrent edits on every peer, including the two that have no server connection.
+        for i, s in enumerate(stores):
+            for k in range(20):
+                s[f"k{i}-{k}"] = [i, k, b"\x00\xff", 2**70]
+        expected = {f"k{i}-{k}": [i, k, b"\x00\xff", 2**70] for i in range(4) for k in range(20)}
+        for s in stores:
+            s.wait_for(lambda d: d.to_dict() == expected, timeout=30)
+        assert sa.synced and sb.synced
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_offline_edits_reach_the_server_after_restart_by_diff(dialect: str, tmp_path: Path) -> None:
+    with running(dialect, tmp_path, data_dir=tmp_path / "data") as server, groups() as make:
+        a, b = make("a", "a"), make("b", "b")
+        ca = a.connect_server(server.url, "notes", dialect=dialect)
+        cb = b.connect_server(server.url, "notes", dialect=dialect)
+        ca.wait_synced(15)
+        cb.wait_synced(15)
+        na, nb = a.shared_dict("notes"), b.shared_dict("notes")
+        na["before"] = 1
+        nb.wait_for(lambda d: d.get("before") == 1, timeout=15)
+        server.kill()
+        wait_until(lambda: not ca.synced and not cb.synced, timeout=30)
+        for k in range(50):  # offline on both sides
+            na[f"a{k}"] = k
+            nb[f"b{k}"] = k
+        server.start()
+        expected = {"before": 1, **{f"a{k}": k for k in range(50)}, **{f"b{k}": k for k in range(50)}}
+        for s in (na, nb):
+            s.wait_for(lambda d: d.to_dict() == expected, timeout=60)
+        assert ca.connects >= 2 and cb.connects >= 2
+
+
+def test_wrong_token_clear_error_no_data_no_tight_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running("hocuspocus", tmp_path, token="right") as server, groups() as make:
+        good = make("good", "a")
+        good.connect_server(server.url, "secret", dialect="hocuspocus", token="right").wait_synced(15)
+        good.shared_dict("secret")["plan"] = "launch"
+        time.sleep(0.5)
+        bad = make("bad", "b")
+        errors: list[Any] = []
+        caplog.set_level(logging.INFO, logger="mpstore.yserver")
+        conn = bad.connect_server(
+            server.url, "secret", dialect="hocuspocus", token="wrong", on_error=lambda c, e: errors.append(e)
+        )
+        with pytest.raises(mpstore.ServerRefused, match="refused"):
+            conn.wait_synced(15)
+        assert conn.state == "failed"
+        wait_until(lambda: len(errors) == 1, timeout=5)
+        assert isinstance(errors[0], mpstore.ServerRefused)
+        time.sleep(3)
+        assert conn.connects == 1, "a refused token was retried"
+        assert len(errors) == 1
+        assert bad.shared_dict("secret").to_dict() == {}
+        # With the right token it connects and gets the data.
+        conn.reconnect(token="right")
+        conn.wait_synced(15)
+        bad.shared_dict("secret").wait_for(lambda d: d.get("plan") == "launch", timeout=15)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_server_gone_for_good_local_peers_keep_syncing(dialect: str, tmp_path: Path) -> None:
+    with running(dialect, tmp_path) as server, groups() as make:
+        a1, a2 = make("a1", "a"), make("a2", "a")
+        a1.wait_for_peers(1, timeout=10)
+        conn = a1.connect_server(server.url, "s", dialect=dialect, max_backoff=2.0)
+        conn.wait_synced(15)
+        server.kill()
+        wait_until(lambda: not conn.synced, timeout=30)
+        s1, s2 = a1.shared_dict("s"), a2.shared_dict("s")
+        for k in range(30):
+            s1[f"x{k}"] = k
+            s2[f"y{k}"] = k
+        expected = {**{f"x{k}": k for k in range(30)}, **{f"y{k}": k for k in range(30)}}
+        s1.wait_for(lambda d: d.to_dict() == expected, timeout=15)
+        s2.wait_for(lambda d: d.to_dict() == expected, timeout=15)
+        time.sleep(3)
+        assert conn.state in ("waiting", "connecting")
+        assert conn.connects == 1
