@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 from collections.abc import MutableMapping
+from typing import Any
 
 import pytest
 from store_fakes import FakeNet, FakePeer, Node, ThreadedHost
