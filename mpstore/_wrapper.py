@@ -216,7 +216,9 @@ class MultipeerConnectivity:
 
         def start() -> FileTransfer:
             sources = [p.id for p in node.connected_peers()]
-            return files.fetch(ref, target, sources)
+            transfer = files.fetch(ref, target, sources)
+            node.wake_files()
+            return transfer
 
         result: FileTransfer = self._runtime.call(start)
         return result
