@@ -464,7 +464,7 @@ class PresenceCore:
         if pid not in self._participants:
             return
         try:
-            entries = decode_awareness_update(update, self.config.max_state_bytes)
+            entries = decode_awareness_update(update)
         except ProtocolError as exc:
             self.stats["refused"] += 1
             log.warning("dropping an awareness update from participant %s: %s", pid, exc)
@@ -544,7 +544,7 @@ class PresenceCore:
             Owner(reader.varstring(64), reader.varstring(_MAX_NAME_BYTES), reader.varstring(_MAX_NAME_BYTES))
             for _ in range(count)
         ]
-        entries = decode_awareness_update(reader.data[reader.pos :], self.config.max_state_bytes)
+        entries = decode_awareness_update(reader.data[reader.pos :])
         if len(entries) != len(owners):
             raise ProtocolError(f"{len(owners)} owners for {len(entries)} entries")
         self.stats["received"] += 1
