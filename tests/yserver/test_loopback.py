@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,3 +141,54 @@ def test_server_gone_for_good_local_peers_keep_syncing(dialect: str, tmp_path: P
         time.sleep(3)
         assert conn.state in ("waiting", "connecting")
         assert conn.connects == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_kill_and_restart_mid_edit_every_edit_ends_everywhere(dialect: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running(dialect, tmp_path, data_dir=data, debounce_ms=200) as server, groups() as make:
+        a1, a2 = make("a1", "a", secret="group-secret-a"), make("a2", "a", secret="group-secret-a")
+        b = make("b", "b")
+        a1.wait_for_peers(1, timeout=10)
+        ca = a1.connect_server(server.url, "log", dialect=dialect, max_backoff=1.0)
+        cb = b.connect_server(server.url, "log", dialect=dialect, max_backoff=1.0)
+        ca.wait_synced(15)
+        cb.wait_synced(15)
+        writers = {"a1": a1.shared_dict("log"), "a2": a2.shared_dict("log"), "b": b.shared_dict("log")}
+        count = 120
+        errors: list[BaseException] = []
+
+        def write(name: str, store: Any) -> None:
+            try:
+                for k in range(count):
+                    store[f"{name}-{k}"] = k
+                    time.sleep(0.025)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=item) for item in writers.items()]
+        for t in threads:
+            t.start()
+        time.sleep(0.8)
+        server.kill()  # mid-edit, SIGKILL: whatever it had not saved is gone from the server
+        time.sleep(1.0)
+        server.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        expected = {f"{name}-{k}": k for name in writers for k in range(count)}
+        for store in writers.values():
+            store.wait_for(lambda d: d.to_dict() == expected, timeout=60)
+        ca.wait_synced(30)
+        cb.wait_synced(30)
+        assert ca.connects >= 2 and cb.connects >= 2
+        # The server holds every edit: a newcomer with no local peer gets them all from it.
+        late = make("late", "c")
+        late.connect_server(server.url, "log", dialect=dialect).wait_synced(15)
+        late.shared_dict("log").wait_for(lambda d: d.to_dict() == expected, timeout=30)
+        # The group secret is not what the server was sent: its stored data does not hold it.
+        def stored() -> bytes:
+            return b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+
+        wait_until(lambda: len(stored()) > 1000, timeout=15)
+        assert b"group-secret-a" not in stored()
