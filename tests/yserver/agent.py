@@ -38,7 +38,11 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     mc = Agent(
-        args.name, "ysrvtest", transport=LanTransport(connect_timeout=2.0), peer_timeout=3.0, secret=args.secret
+        args.name,
+        "ysrvtest",
+        transport=LanTransport(connect_timeout=2.0),
+        peer_timeout=3.0,
+        secret=args.secret,
     )
     server: Any = None
     sys.stdout.write(json.dumps({"kind": "ready", "id": mc.my_peer.id}) + "\n")
@@ -52,7 +56,11 @@ def main() -> int:
                     _reply(peers=sorted(p.display_name for p in mc.get_peers()))
                 elif cmd == "connect":
                     server = mc.connect_server(
-                        req["url"], req["store"], dialect=req["dialect"], token=req.get("token"), max_backoff=2.0
+                        req["url"],
+                        req["store"],
+                        dialect=req["dialect"],
+                        token=req.get("token"),
+                        max_backoff=2.0,
                     )
                     _reply()
                 elif cmd == "server":

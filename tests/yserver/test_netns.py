@@ -38,7 +38,9 @@ def test_groups_without_a_route_converge_through_the_server(
 ) -> None:
     net = two_groups
     token = "tok" if dialect == "hocuspocus" else None
-    server = NodeServer(dialect, tmp_path / "server.log", host="0.0.0.0", token=token, namespace=net.server_ns)
+    server = NodeServer(
+        dialect, tmp_path / "server.log", host="0.0.0.0", token=token, namespace=net.server_ns
+    )
     try:
         server.start()
         # No route between the groups: a0 cannot even reach b0's address.

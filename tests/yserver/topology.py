@@ -53,7 +53,9 @@ class Agent:
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"agent {self.name}: no {kind!r} within {timeout} s: {self.tail()}") from None
+            raise AssertionError(
+                f"agent {self.name}: no {kind!r} within {timeout} s: {self.tail()}"
+            ) from None
         if not line:
             raise AssertionError(f"agent {self.name} exited: {self.tail()}")
         reply = json.loads(line)
