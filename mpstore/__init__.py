@@ -17,6 +17,7 @@ from ._errors import (
     ConfigurationError,
     CorruptUpdate,
     EngineUnavailable,
+    InvalidArgument,
     InvalidDiscoveryInfo,
     InvalidDisplayName,
     InvalidServiceType,
@@ -33,6 +34,7 @@ from ._errors import (
     TransportUnavailable,
 )
 from ._peer import PeerID
+from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
 from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
@@ -49,6 +51,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptUpdate",
     "EngineUnavailable",
+    "InvalidArgument",
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
     "InvalidServiceType",
@@ -61,6 +64,7 @@ __all__ = [
     "MultipeerConnectivity",
     "NotConnected",
     "PeerID",
+    "Presence",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._peer import PeerID, make_peer
+from ._presence_node import PresenceNode
 from ._runtime import Runtime
 from ._session import (
     Closed,
@@ -100,6 +101,7 @@ class Node:
         self.peers: dict[str, tuple[PeerID, LinkId]] = {}
         self.known: dict[str, PeerID] = {}
         self.store: StoreHook | None = None
+        self.presence: PresenceNode | None = None
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._tick_handle: Any = None
@@ -116,6 +118,7 @@ class Node:
     def start(self, engine: str | None = None) -> None:
         """Open the transport and start looking for peers."""
         self.store = _make_store(self, engine)
+        self.presence = PresenceNode(self)
         self.transport.open(self.runtime.loop, self, self.local)
         self._schedule_tick()
         self.start_looking()
@@ -160,6 +163,8 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
+        if self.presence is not None:
+            self.presence.close()
         try:
             await self.transport.aclose()
         except Exception:
@@ -369,6 +374,8 @@ class Node:
         self._publish()
         log.info("peer added: %r via %s", peer, entry.address)
         self.runtime.dispatch(_call_owner, self._owner, "peer_added", peer)
+        if self.presence is not None:
+            self.presence.peer_added(peer)
         if self.store is not None:
             try:
                 self.store.peer_added(peer)
@@ -421,6 +428,8 @@ class Node:
                 self.store.peer_removed(peer)
             except Exception:
                 log.exception("the store failed on peer_removed")
+        if self.presence is not None:
+            self.presence.peer_removed(peer)  # its presence_changed(peer, None) comes first
         self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
 
     def _on_message(self, entry: _Link, event: MessageReceived) -> None:
@@ -436,6 +445,8 @@ class Node:
                 )
                 return
             self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload)
+        elif event.kind == Kind.PRESENCE and self.presence is not None:
+            self.presence.message(peer, event.payload, event.reliable)
         elif event.kind == Kind.STORE and self.store is not None:
             try:
                 self.store.message(peer, event.payload)

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from . import _syncproto
-from ._errors import CorruptUpdate, EngineUnavailable
+from ._errors import ConfigurationError, CorruptUpdate, EngineUnavailable, InvalidArgument
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -235,13 +235,13 @@ def _read_y_sync(r: Reader) -> tuple[int, bytes]:
 def check_store_name(name: object) -> str:
     """Return ``name`` if it is a valid store name, else raise TypeError/ValueError."""
     if type(name) is not str:
-        raise TypeError(f"store names must be str, not {type(name).__name__}")
+        raise InvalidArgument(f"store names must be str, not {type(name).__name__}")
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ValueError("store name holds a lone surrogate") from None
+        raise ConfigurationError("store name holds a lone surrogate") from None
     if not 0 < size <= MAX_STORE_NAME_BYTES:
-        raise ValueError(f"store names must be 1 to {MAX_STORE_NAME_BYTES} bytes of UTF-8")
+        raise ConfigurationError(f"store names must be 1 to {MAX_STORE_NAME_BYTES} bytes of UTF-8")
     return name
 
 

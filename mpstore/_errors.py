@@ -3,10 +3,13 @@
 Every error mpstore raises on purpose derives from :class:`MpstoreError`::
 
     MpstoreError
-    ├── ConfigurationError (ValueError)          a constructor argument is not acceptable
+    ├── ConfigurationError (ValueError)          a setting is not acceptable (constructor, transport,
+    │                                            engine, store name, MemoryNetwork fault settings)
     │   ├── InvalidServiceType                   service_type breaks Apple's/RFC 6335 rule
     │   ├── InvalidDisplayName                   empty, or over 63 UTF-8 bytes
     │   └── InvalidDiscoveryInfo                 not a DNS-SD TXT-compatible str -> str mapping
+    ├── InvalidArgument (TypeError)              a message or store value mpstore cannot carry
+    │                                            exactly, a store key or to_peer of the wrong type
     ├── NotConnected (LookupError)               send() named a peer that is not connected
     ├── MessageTooLarge (ValueError)             a message over max_message_size
     ├── Closed (RuntimeError)                    the object was ended with end_all()
@@ -32,6 +35,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptUpdate",
     "EngineUnavailable",
+    "InvalidArgument",
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
     "InvalidServiceType",
@@ -54,7 +58,7 @@ class MpstoreError(Exception):
 
 
 class ConfigurationError(MpstoreError, ValueError):
-    """A constructor argument is not acceptable."""
+    """A setting is not acceptable: a constructor argument, transport, engine or store name."""
 
 
 class InvalidServiceType(ConfigurationError):
@@ -67,6 +71,10 @@ class InvalidDisplayName(ConfigurationError):
 
 class InvalidDiscoveryInfo(ConfigurationError):
     """The discovery info is not a str -> str mapping that fits DNS-SD TXT records."""
+
+
+class InvalidArgument(MpstoreError, TypeError):
+    """A value mpstore cannot carry exactly, or an argument of the wrong type; nothing was done."""
 
 
 class NotConnected(MpstoreError, LookupError):

@@ -365,6 +365,12 @@ class PresenceCore:
         self._mark(local, reliable=not self.config.unreliable)
         self._flush(now)
 
+    def leave(self, now: float) -> None:
+        """We are going: the removal of our state goes out now, throttle or not."""
+        if self._local.text is not None:
+            self._local.sent = float("-inf")
+            self.set_local(None, now)
+
     # -- neighbours -----------------------------------------------------------------------------
     def peer_added(self, peer_id: str, now: float) -> None:
         """A neighbour connected: announce neighbours, send it everything we hold, renew ours."""

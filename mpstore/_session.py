@@ -11,8 +11,14 @@ Handshake (symmetric; both ends run the same steps)::
     open (PeerOpened) once we have accepted AND received the peer's ACCEPT
 
 With a group secret, each end proves after the hellos that it holds the key, with an HMAC over
-both hellos and the link's channel binding (AUTH); HelloReceived is reported only once the
-peer's proof checks out, so an outsider never reaches the owner's admission logic.
+both hellos, the link's channel binding and the prover's role (AUTH); HelloReceived is reported
+only once the peer's proof checks out, so an outsider never reaches the owner's admission logic.
+Where the link has no channel binding (Multipeer Connectivity, memory), every frame after a
+side's proof is sealed with keys of that link (:class:`~mpstore._auth.FrameSeal`), so a relay
+that forwarded the handshake can neither read nor change what follows.
+
+Until the session is open, a message may be no larger than a hello (reassembly is capped), so
+an unauthenticated link cannot make us buffer more than that.
 
 Nothing but PING, BYE and unknown kinds is accepted before the session is open; a peer is never
 reported open unless both ends accepted. A link that stays silent for ``peer_timeout`` closes.
@@ -28,10 +34,19 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ._auth import make_proof, transcript_hash, verify_proof
+from ._auth import (
+    SEAL_OVERHEAD,
+    FrameSeal,
+    hello_role,
+    is_sealed,
+    link_key,
+    make_proof,
+    transcript_hash,
+    verify_proof,
+)
 from ._errors import MpstoreError, ProtocolError
 from ._peer import is_peer_id, validate_discovery_info, validate_display_name
-from ._wire import Kind, Message, Reassembler, split_message
+from ._wire import FLAG_UNRELIABLE, Kind, Message, Reassembler, split_message
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -51,7 +66,7 @@ PROTOCOL_VERSION = 1
 MIN_PROTOCOL_VERSION = 1
 MAX_HELLO_SIZE = 8192
 MAX_REASON_SIZE = 512
-AUTH_SCHEME = "psk1"
+AUTH_SCHEME = "psk2"
 
 
 @dataclass(frozen=True)
@@ -160,7 +175,7 @@ class PeerOpened:
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """A message (APP, STORE or a future kind) arrived on an open session."""
+    """A message (APP, STORE or PRESENCE) arrived on an open session."""
 
     kind: int
     payload: bytes
@@ -194,6 +209,12 @@ class LinkSession:
         self.config = config
         self._key = key
         self._channel_binding = channel_binding
+        self._sealing = key is not None and not channel_binding
+        self._inner_frame_size = config.max_frame_size - (SEAL_OVERHEAD if self._sealing else 0)
+        self._seal: FrameSeal | None = None
+        self._seal_out = False
+        self._seal_in = False
+        self._role = 0
         if key is not None and hello.auth != AUTH_SCHEME:
             hello = Hello(**{**hello.__dict__, "auth": AUTH_SCHEME})
         self.local_hello = hello
@@ -210,7 +231,8 @@ class LinkSession:
         self._last_sent = now
         self._accepted_locally = False
         self._accepted_remotely = False
-        self._reassembler = Reassembler(config.max_frame_size, config.max_receive_size)
+        # Until open, no message may be larger than a hello (nothing larger is legitimate yet).
+        self._reassembler = Reassembler(config.max_frame_size, min(config.max_receive_size, MAX_HELLO_SIZE))
         self._out: list[tuple[bytes, bool]] = []
         self._events: list[Event] = []
         self._queue(Kind.HELLO, self._hello_bytes)
@@ -248,6 +270,7 @@ class LinkSession:
             return
         self._last_received = now
         try:
+            frame = self._unseal(frame)
             message = self._reassembler.feed(frame)
             if message is not None:
                 self._handle(message, now)
@@ -300,11 +323,11 @@ class LinkSession:
         """Queue one message on an open session (fragmented as needed)."""
         if self.state is not State.OPEN:
             return
-        room = self.config.max_frame_size - 2
+        room = self._inner_frame_size - 2
         if not reliable and len(payload) > room:
             reliable = True
-        for frame in split_message(kind, payload, self.config.max_frame_size, reliable):
-            self._out.append((frame, reliable))
+        for frame in split_message(kind, payload, self._inner_frame_size, reliable):
+            self._emit(frame, reliable)
         if now is not None:
             self._last_sent = now
 
@@ -346,20 +369,36 @@ class LinkSession:
                 self.remote_hello = hello
                 self._events.append(HelloReceived(hello))
                 return
-            if hello.auth != AUTH_SCHEME:
+            if not hello.auth:
                 self._refuse_auth("a group secret is required to join")
+                return
+            if hello.auth != AUTH_SCHEME:
+                self._refuse_auth(
+                    f"the peer uses group-secret scheme {hello.auth!r}, we use {AUTH_SCHEME!r}: "
+                    f"both need the same mpstore release"
+                )
+                return
+            try:
+                self._role = hello_role(self._hello_bytes, payload)
+            except ValueError:
+                self._refuse_auth("the peer sent our own hello back (a reflection)")
                 return
             self._pending_hello = hello
             self._transcript = transcript_hash(self._hello_bytes, payload, self._channel_binding)
-            self._queue(Kind.AUTH, make_proof(self._key, self.local_hello.peer_id, self._transcript))
+            proof = make_proof(self._key, self.local_hello.peer_id, self._transcript, self._role)
+            self._queue(Kind.AUTH, proof)
+            if self._sealing:
+                self._seal = FrameSeal(link_key(self._key, self._transcript), self._role)
+                self._seal_out = True
             return
         if kind == Kind.AUTH:
             pending = self._pending_hello
             if pending is None or self._key is None:
                 raise ProtocolError("proof out of order")
-            if not verify_proof(self._key, pending.peer_id, self._transcript, payload):
+            if not verify_proof(self._key, pending.peer_id, self._transcript, payload, 1 - self._role):
                 self._refuse_auth("authentication failed: wrong group secret")
                 return
+            self._seal_in = self._seal is not None
             self._pending_hello = None
             self.remote_hello = pending
             self._events.append(HelloReceived(pending))
@@ -371,10 +410,10 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE):
+            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
-        if kind in (Kind.APP, Kind.STORE):
+        if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
             self._spend_token(now)
             self._events.append(MessageReceived(kind, payload, message.reliable))
         # Other kinds are unknown to this version: ignored for forward compatibility.
@@ -389,9 +428,35 @@ class LinkSession:
             raise ProtocolError(f"over {rate:g} messages per second")
         self._tokens -= 1
 
+    def _unseal(self, frame: bytes) -> bytes:
+        """The inner frame of a sealed one; ProtocolError if sealing is broken or skipped."""
+        if not self._seal_in:
+            if is_sealed(frame):
+                raise ProtocolError("a sealed frame before the peer's proof")
+            return frame
+        assert self._seal is not None
+        if not is_sealed(frame):
+            # Only a goodbye or refusal may come unsealed (it can only end the link).
+            if frame[:1] in (bytes((Kind.BYE,)), bytes((Kind.REFUSE,))):
+                return frame
+            raise ProtocolError("an unsealed frame after the handshake")
+        try:
+            inner, reliable = self._seal.open(frame)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if len(inner) >= 2 and bool(inner[1] & FLAG_UNRELIABLE) == reliable:
+            raise ProtocolError("a sealed frame's channel does not match its contents")
+        return inner
+
+    def _emit(self, frame: bytes, reliable: bool) -> None:
+        if self._seal_out:
+            assert self._seal is not None
+            frame = self._seal.seal(frame, reliable)
+        self._out.append((frame, reliable))
+
     def _refuse_auth(self, reason: str) -> None:
         log.info("closing link: %s", reason)
-        self._queue(Kind.REFUSE, _reason_bytes(reason))
+        self._queue(Kind.REFUSE, _reason_bytes(reason), plain=True)
         was_open = self.state is State.OPEN
         self.state = State.CLOSED
         self.close_reason = reason
@@ -405,11 +470,15 @@ class LinkSession:
             and self.remote_hello is not None
         ):
             self.state = State.OPEN
+            self._reassembler.max_message_size = self.config.max_receive_size
             self._events.append(PeerOpened(self.remote_hello))
 
-    def _queue(self, kind: int, payload: bytes) -> None:
-        for frame in split_message(kind, payload, self.config.max_frame_size, True):
-            self._out.append((frame, True))
+    def _queue(self, kind: int, payload: bytes, plain: bool = False) -> None:
+        for frame in split_message(kind, payload, self._inner_frame_size, True):
+            if plain:
+                self._out.append((frame, True))
+            else:
+                self._emit(frame, True)
 
     def _fail(self, reason: str) -> None:
         log.info("closing link: protocol error: %s", reason)

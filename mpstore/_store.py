@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from ._docsync import PART_SIZE, DocSync, StoreUpdated, check_store_name, encode_bundle
-from ._errors import Closed, Timeout
+from ._errors import Closed, ConfigurationError, InvalidArgument, Timeout
 from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
 from .engines import ENGINE_NAMES, Engine, load_engine
 from .engines.base import EngineDoc
@@ -118,10 +118,16 @@ class StoreChange:
         )
 
 
+class _Observed(Protocol):
+    """What a Subscription belongs to: a SharedDict, or a node's presence."""
+
+    def _unsubscribe(self, sub: Subscription) -> None: ...
+
+
 class Subscription:
     """A registered observer; :meth:`cancel` stops further callbacks."""
 
-    def __init__(self, store: SharedDict, callback: Callable[[StoreChange], Any]) -> None:
+    def __init__(self, store: _Observed, callback: Callable[[Any], Any]) -> None:
         self._store = store
         self.callback = callback
         self.active = True
@@ -133,7 +139,7 @@ class Subscription:
         with self._running:
             self._store._unsubscribe(self)
 
-    def _run(self, change: StoreChange) -> None:
+    def _run(self, change: Any) -> None:
         with self._running:
             if self.active:
                 self.callback(change)
@@ -387,9 +393,11 @@ class SharedDict(MutableMapping[str, Any]):
     def observe(self, callback: Callable[[StoreChange], Any]) -> Subscription:
         """Call ``callback(change)`` on the dispatcher thread after each change."""
         if not callable(callback):
-            raise TypeError("callback must be callable")
+            raise InvalidArgument("callback must be callable")
         sub = Subscription(self, callback)
         with self._lock:
+            if self._closed:
+                raise Closed("the store was closed (end_all)")
             self._subs.append(sub)
         return sub
 
@@ -573,7 +581,7 @@ class StoreManager:
         max_stores: int = 1024,
     ) -> None:
         if isinstance(engine, str) and engine not in (*ENGINE_NAMES, "auto"):
-            raise ValueError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
+            raise ConfigurationError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
         self._host = host
         local_id = host.local_id
         self._engine_choice = engine

@@ -15,6 +15,7 @@ from ._core import Node, NodeOptions
 from ._errors import (
     Closed,
     ConfigurationError,
+    InvalidArgument,
     MessageTooLarge,
     NotConnected,
     SendTimeout,
@@ -27,6 +28,7 @@ from ._peer import (
     validate_display_name,
     validate_service_type,
 )
+from ._presence_node import Presence
 from ._runtime import Runtime
 from ._session import SessionConfig
 from ._wire import Kind
@@ -72,11 +74,11 @@ class MultipeerConnectivity:
         validate_service_type(service_type)
         info = validate_discovery_info(discovery_info)
         if not peer_timeout > 0:
-            raise ValueError("peer_timeout must be > 0 seconds")
+            raise ConfigurationError("peer_timeout must be > 0 seconds")
         if not isinstance(max_message_size, int) or max_message_size < 1:
-            raise ValueError("max_message_size must be a positive number of bytes")
+            raise ConfigurationError("max_message_size must be a positive number of bytes")
         if not isinstance(max_peers, int) or max_peers < 2:
-            raise ValueError("max_peers must be at least 2 (ourselves and one peer)")
+            raise ConfigurationError("max_peers must be at least 2 (ourselves and one peer)")
         key = None if secret is None else derive_key(_secret_bytes(secret), service_type)
         self._service_type = service_type
         self._max_message_size = max_message_size
@@ -131,6 +133,18 @@ class MultipeerConnectivity:
 
     def store_changed(self, store: Any, change: Any) -> None:
         """Called after any shared_dict of this object changed; override in a subclass."""
+
+    def presence_changed(self, peer: PeerID, state: Any) -> None:
+        """Called when a peer's presence state changed (None: it went away); override it."""
+
+    # -- presence ---------------------------------------------------------------------------------
+    @property
+    def presence(self) -> Presence:
+        """Who is here and what they are doing: set our JSON state, read everyone else's."""
+        self._check_open()
+        presence = self._node.presence
+        assert presence is not None
+        return presence.facade
 
     # -- the replicated store ---------------------------------------------------------------------
     def shared_dict(self, name: str) -> Any:
@@ -240,7 +254,7 @@ class MultipeerConnectivity:
         """
         self._check_open()
         if count > self._max_peers - 1:
-            raise ValueError(
+            raise ConfigurationError(
                 f"wait_for_peers(count={count}) can never succeed: at most {self._max_peers - 1} "
                 f"peers can connect (max_peers={self._max_peers}, this device included)"
             )
@@ -275,9 +289,10 @@ class MultipeerConnectivity:
         """Send a JSON-serialisable message to all peers (None), one PeerID, or a list of them."""
         self._check_open()
         try:
-            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            _check_json_keys(message)  # after dumps, which refuses cycles
         except (TypeError, ValueError, RecursionError) as exc:
-            raise TypeError(f"message is not JSON-serialisable: {exc}") from None
+            raise InvalidArgument(f"message is not JSON-serialisable: {exc}") from None
         payload = text.encode("utf-8", "surrogatepass")
         if len(payload) > self._max_message_size:
             raise MessageTooLarge(
@@ -337,9 +352,9 @@ class MultipeerConnectivity:
             wanted = list(to_peer)
             for item in wanted:
                 if not isinstance(item, PeerID):
-                    raise TypeError(f"to_peer must hold PeerID objects, not {type(item).__name__}")
+                    raise InvalidArgument(f"to_peer must hold PeerID objects, not {type(item).__name__}")
         else:
-            raise TypeError(
+            raise InvalidArgument(
                 f"to_peer must be None, a PeerID or a list of PeerIDs, not {type(to_peer).__name__}"
             )
         missing = [peer for peer in wanted if peer not in connected]
@@ -388,6 +403,7 @@ class MultipeerConnectivity:
         _shutdown(self._runtime, self._node)
 
     def __enter__(self) -> MultipeerConnectivity:
+        self._check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -429,13 +445,27 @@ class _Pacer:
             return (1 - self._tokens) / self._fill
 
 
+def _check_json_keys(message: Any) -> None:
+    """Raise TypeError if a dict in ``message`` has a non-str key (JSON would turn it into a str)."""
+    todo = [message]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise InvalidArgument(f"dict keys must be str, not {type(key).__name__} ({key!r})")
+                todo.append(value)
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+
+
 def _secret_bytes(secret: object) -> str | bytes:
     if isinstance(secret, bytearray):
         return bytes(secret)
     if not isinstance(secret, (str, bytes)):
-        raise TypeError(f"secret must be a str passphrase or bytes, not {type(secret).__name__}")
+        raise InvalidArgument(f"secret must be a str passphrase or bytes, not {type(secret).__name__}")
     if not secret:
-        raise ValueError("secret must not be empty")
+        raise ConfigurationError("secret must not be empty")
     return secret
 
 

@@ -13,6 +13,7 @@ from ..._errors import CorruptUpdate
 
 __all__ = [
     "MAX_ANY_DEPTH",
+    "NEGATIVE_ZERO",
     "UNDEFINED",
     "AnyValue",
     "BigInt",
@@ -40,6 +41,19 @@ class _Undefined:
 
 
 UNDEFINED = _Undefined()
+
+
+class _NegativeZero:
+    """JavaScript ``-0`` as lib0 writes it (a var-int with the sign bit and magnitude 0), kept
+    apart from ``0`` so that a relayed value re-encodes bit-exact."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEGATIVE_ZERO"
+
+
+NEGATIVE_ZERO = _NegativeZero()
 
 
 class Float32:
@@ -84,9 +98,9 @@ class BigInt:
 
 
 #: A decoded ``Any``: str, None, bool, int (var-int), float (float64), Float32, BigInt, bytes,
-#: UNDEFINED, list of AnyValue, dict of str -> AnyValue.
+#: UNDEFINED, NEGATIVE_ZERO, list of AnyValue, dict of str -> AnyValue.
 AnyValue = (
-    str | None | bool | int | float | Float32 | BigInt | bytes | _Undefined | list | dict  # type: ignore[type-arg]
+    str | None | bool | int | float | Float32 | BigInt | bytes | _Undefined | _NegativeZero | list | dict  # type: ignore[type-arg]
 )
 
 
@@ -199,6 +213,9 @@ class Reader:
         if tag == 126:
             return None
         if tag == 125:
+            if self.pos < self.end and self.data[self.pos] == 0x40:
+                self.pos += 1
+                return NEGATIVE_ZERO
             return self.read_var_int()
         if tag == 123:
             return float(struct.unpack(">d", self.read_bytes(8))[0])
@@ -285,6 +302,8 @@ def write_any(buf: bytearray, value: AnyValue) -> None:
         buf += value
     elif isinstance(value, _Undefined):
         buf.append(127)
+    elif isinstance(value, _NegativeZero):
+        buf += b"\x7d\x40"
     elif isinstance(value, list):
         buf.append(117)
         write_var_uint(buf, len(value))
