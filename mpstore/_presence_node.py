@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidDisplayName, MessageTooLarge
+from ._errors import Closed, InvalidDisplayName, MessageTooLarge
 from ._peer import PeerID, make_peer, validate_display_name
 from ._presence import Owner, PresenceChanged, PresenceConfig, PresenceCore, encode_state
 from ._store import Subscription
@@ -246,6 +246,7 @@ class Presence:
         self._runtime = node._runtime
         self._lock = threading.Lock()
         self._mine: str | None = None
+        self._posted = False
         self._max = node._core.config.max_state_bytes
         self._states: dict[PeerID, str] = {}
         self._subs: list[Subscription] = []
@@ -256,9 +257,22 @@ class Presence:
             text = encode_state(state, self._max)
         except ValueError as exc:
             raise MessageTooLarge(str(exc)) from None
+        if self._runtime.closed:
+            raise Closed("this object was ended with end_all()")
         with self._lock:
-            self._runtime.post(self._node.set_local, text)
+            # One hop in flight at most: a flood of set() from any thread replaces the pending
+            # state (latest kept) instead of queueing on the core loop.
+            if not self._posted:
+                self._runtime.post(self._take)
+                self._posted = True
             self._mine = text
+
+    def _take(self) -> None:
+        """Core thread: hand the latest state set by a user thread to the core."""
+        with self._lock:
+            text = self._mine
+            self._posted = False
+        self._node.set_local(text)
 
     def update(self, **fields: Any) -> None:
         """Set some fields of our state (a dict; starts from {} if there is none)."""
