@@ -30,9 +30,14 @@ from ._errors import (
     ServiceTypeNotDeclared,
     StoreError,
     Timeout,
+    TransferCancelled,
+    TransferDeclined,
+    TransferFailed,
     TransportError,
     TransportUnavailable,
 )
+from ._filenode import FileLimits, FileTransfer
+from ._files import TOKEN_TAG
 from ._peer import PeerID
 from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
@@ -45,12 +50,18 @@ from .transports.memory import MemoryNetwork
 
 __version__ = "0.1.0"
 
+#: The key that marks a dict as a file token (see MultipeerConnectivity.share_file).
+FILE_TOKEN_KEY = TOKEN_TAG
+
 __all__ = [
+    "FILE_TOKEN_KEY",
     "MISSING",
     "Closed",
     "ConfigurationError",
     "CorruptUpdate",
     "EngineUnavailable",
+    "FileLimits",
+    "FileTransfer",
     "InvalidArgument",
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
@@ -74,6 +85,9 @@ __all__ = [
     "StoreError",
     "Subscription",
     "Timeout",
+    "TransferCancelled",
+    "TransferDeclined",
+    "TransferFailed",
     "Transport",
     "TransportError",
     "TransportUnavailable",

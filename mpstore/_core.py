@@ -101,6 +101,7 @@ class Node:
         self.peers: dict[str, tuple[PeerID, LinkId]] = {}
         self.known: dict[str, PeerID] = {}
         self.store: StoreHook | None = None
+        self.files: Any = None  # a _filenode.FileManager, installed by the wrapper after start
         self.presence: PresenceNode | None = None
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
@@ -163,6 +164,11 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
+        if self.files is not None:
+            try:
+                self.files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
         if self.presence is not None:
             self.presence.close()
         try:
@@ -232,6 +238,8 @@ class Node:
             else:
                 self.blocked.add(entry.peer.id)
             self.changed.notify_all()
+        if writable and self.files is not None:
+            self.files.writable(entry.peer.id)
 
     # -- sending (core thread) --------------------------------------------------------------------
     def send(self, kind: int, peer_ids: list[str], payload: bytes, reliable: bool) -> None:
@@ -381,6 +389,11 @@ class Node:
                 self.store.peer_added(peer)
             except Exception:
                 log.exception("the store failed on peer_added")
+        if self.files is not None:
+            try:
+                self.files.peer_added(peer)
+            except Exception:
+                log.exception("file transfers failed on peer_added")
 
     def _rate_limited(self, address: str | None) -> bool:
         if address is None:
@@ -428,6 +441,11 @@ class Node:
                 self.store.peer_removed(peer)
             except Exception:
                 log.exception("the store failed on peer_removed")
+        if self.files is not None:
+            try:
+                self.files.peer_removed(peer)
+            except Exception:
+                log.exception("file transfers failed on peer_removed")
         if self.presence is not None:
             self.presence.peer_removed(peer)  # its presence_changed(peer, None) comes first
         self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
@@ -452,6 +470,11 @@ class Node:
                 self.store.message(peer, event.payload)
             except Exception:
                 log.exception("the store failed on a message from %r", peer)
+        elif event.kind == Kind.FILE and self.files is not None:
+            try:
+                self.files.message(peer, event.payload)
+            except Exception:
+                log.exception("file transfers failed on a message from %r", peer)
 
     def _publish(self) -> None:
         with self.changed:
@@ -471,6 +494,11 @@ class Node:
             if entry is not None:
                 entry.session.handle_timer(now)
                 self._pump(link)
+        if self.files is not None:
+            try:
+                self.files.tick(now)
+            except Exception:
+                log.exception("file transfers failed on a timer")
         self._schedule_tick()
 
 

@@ -20,6 +20,9 @@ Every error mpstore raises on purpose derives from :class:`MpstoreError`::
     │   ├── ServiceTypeNotDeclared               iOS refused the service type (error -72008)
     │   └── ServerRefused                        a Yjs server refused us (token, permission)
     ├── ProtocolError                            a peer sent something we cannot accept
+    ├── TransferFailed                           a file transfer did not complete
+    │   ├── TransferDeclined                     the receiver said no (or had no room)
+    │   └── TransferCancelled                    either side cancelled it
     └── StoreError                               the replicated store
         ├── EngineUnavailable (ImportError)      no CRDT engine can be loaded
         └── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
@@ -48,6 +51,9 @@ __all__ = [
     "ServiceTypeNotDeclared",
     "StoreError",
     "Timeout",
+    "TransferCancelled",
+    "TransferDeclined",
+    "TransferFailed",
     "TransportError",
     "TransportUnavailable",
 ]
@@ -119,6 +125,18 @@ class ServerRefused(TransportError):
 
 class ProtocolError(MpstoreError):
     """A peer sent bytes that break the protocol; its connection is closed."""
+
+
+class TransferFailed(MpstoreError):
+    """A file transfer did not complete; nothing was shown as received."""
+
+
+class TransferDeclined(TransferFailed):
+    """The receiver declined the file, was busy, or had no room for it."""
+
+
+class TransferCancelled(TransferFailed):
+    """The transfer was cancelled by this side or by the peer."""
 
 
 class StoreError(MpstoreError):

@@ -410,11 +410,15 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
+            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE):
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
         if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
             self._spend_token(now)
+            self._events.append(MessageReceived(kind, payload, message.reliable))
+        elif kind == Kind.FILE:
+            # Not rate-limited per message: chunks come only when the receiver asked for them,
+            # and the file layer bounds what a peer can make it queue.
             self._events.append(MessageReceived(kind, payload, message.reliable))
         # Other kinds are unknown to this version: ignored for forward compatibility.
 

@@ -39,6 +39,7 @@ class Kind(IntEnum):
     APP = 0x10
     STORE = 0x20
     PRESENCE = 0x30
+    FILE = 0x40
 
 
 def split_message(kind: int, payload: bytes, max_frame_size: int, reliable: bool) -> list[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -20,7 +21,10 @@ from ._errors import (
     NotConnected,
     SendTimeout,
     Timeout,
+    TransferDeclined,
 )
+from ._filenode import FileLimits, FileManager, FileTransfer, hash_file
+from ._files import FileRef
 from ._peer import (
     PeerID,
     new_peer_id,
@@ -68,6 +72,8 @@ class MultipeerConnectivity:
         secret: str | bytes | None = None,
         handshake_timeout: float = 5.0,
         max_message_rate: float | None = 5000.0,
+        file_dir: str | os.PathLike[str] | None = None,
+        file_limits: FileLimits | None = None,
     ) -> None:
         self._closed = True  # until fully started, so a failed __init__ leaves nothing behind
         validate_display_name(display_name)
@@ -113,6 +119,9 @@ class MultipeerConnectivity:
             raise
         self._closed = False
         self._finalizer = weakref.finalize(self, _shutdown, self._runtime, self._node)
+        self._file_dir = None if file_dir is None else os.path.abspath(os.fspath(file_dir))
+        files = FileManager(self._node, file_limits or FileLimits(), self._file_dir)
+        self._runtime.call(setattr, self._node, "files", files)
 
     # -- callbacks to override --------------------------------------------------------------------
     def peer_added(self, peer: PeerID) -> None:
@@ -134,6 +143,81 @@ class MultipeerConnectivity:
     def store_changed(self, store: Any, change: Any) -> None:
         """Called after any shared_dict of this object changed; override in a subclass."""
 
+    def accept_file(self, transfer: FileTransfer, from_peer: PeerID) -> bool | str | os.PathLike[str]:
+        """A peer offers a file: return a folder to save it in, True for ``file_dir``, or False.
+
+        The default accepts into ``file_dir`` when one was given, and declines otherwise. Keep
+        ``transfer`` to watch its progress. The name is sanitised before the file is created.
+        """
+        return self._file_dir is not None
+
+    def file_received(self, transfer: FileTransfer, from_peer: PeerID) -> None:
+        """Called when an accepted file arrived whole and its SHA-256 matched (``transfer.path``)."""
+        print("File from", from_peer.display_name, "-", transfer.path)
+
+    # -- files --------------------------------------------------------------------------------------
+    def send_file(
+        self, path: str | os.PathLike[str], to_peer: Any = None, *, name: str | None = None
+    ) -> FileTransfer:
+        """Offer a file to all peers (None), one PeerID or a list; return its transfer handle.
+
+        The file is hashed first (in this thread), then each peer's ``accept_file`` decides and
+        pulls it in chunks. ``handle.wait()`` returns when every peer has it verified, and raises
+        mpstore.TransferFailed (TransferDeclined, TransferCancelled) for a peer that did not.
+        """
+        self._check_open()
+        targets = self._targets(to_peer, self._node.peers_snapshot)
+        if not targets:
+            raise TransferDeclined("no peer to send the file to")
+        files = self._files()
+        ref, hashes = _hash_checked(path, name, files.limits.max_file_size)
+        result: FileTransfer = self._runtime.call(files.offer, os.fspath(path), ref, hashes, targets)
+        return result
+
+    def share_file(self, path: str | os.PathLike[str], *, name: str | None = None) -> dict[str, Any]:
+        """Serve a file to peers that ask for it; return its token (a dict to put into a store).
+
+        The token holds the file's SHA-256, size, name, media type and chunk-hash root, not its
+        bytes: any peer that fetched it serves it too, so a late joiner can get it from whoever
+        is connected. The file must not change while it is shared.
+        """
+        self._check_open()
+        files = self._files()
+        ref, hashes = _hash_checked(path, name, files.limits.max_file_size)
+        self._runtime.call(files.register, os.fspath(path), ref, hashes)
+        return ref.to_value()
+
+    def fetch_file(self, token: Any, folder: str | os.PathLike[str] | None = None) -> FileTransfer:
+        """Get the bytes of a shared file (its token) from any connected peer that has them.
+
+        Returns at once with a transfer handle; ``handle.wait()`` gives the saved path. A file
+        this object already holds is not fetched again (its path is returned).
+        """
+        self._check_open()
+        files = self._files()
+        try:
+            ref = FileRef.from_value(token)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if ref.size > files.limits.max_file_size:
+            raise TransferDeclined(f"{ref.size} bytes is over max_file_size ({files.limits.max_file_size})")
+        where = folder if folder is not None else self._file_dir
+        if where is None:
+            raise ConfigurationError("fetch_file needs a folder (or file_dir= on the constructor)")
+        target = os.path.abspath(os.fspath(where))
+        node = self._node
+
+        def start() -> FileTransfer:
+            sources = [p.id for p in node.connected_peers()]
+            return files.fetch(ref, target, sources)
+
+        result: FileTransfer = self._runtime.call(start)
+        return result
+
+    def _files(self) -> FileManager:
+        files = self._node.files
+        assert isinstance(files, FileManager)
+        return files
     def presence_changed(self, peer: PeerID, state: Any) -> None:
         """Called when a peer's presence state changed (None: it went away); override it."""
 
@@ -419,6 +503,17 @@ class MultipeerConnectivity:
     def _check_open(self) -> None:
         if self._closed:
             raise Closed("this object was ended with end_all(); make a new one")
+
+
+def _hash_checked(
+    path: str | os.PathLike[str], name: str | None, max_size: int
+) -> tuple[FileRef, list[bytes]]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {os.fspath(path)!r}")
+    size = os.path.getsize(path)
+    if size > max_size:
+        raise TransferDeclined(f"{os.fspath(path)!r} is {size} bytes, over max_file_size ({max_size})")
+    return hash_file(path, name)
 
 
 class _Pacer:
