@@ -283,9 +283,12 @@ class DocSync:
         *,
         max_stores: int = 1024,
         max_message: int = 256 << 20,
+        open_doc: Callable[[str], EngineDoc] | None = None,
     ) -> None:
         self.local_id = local_id
         self._new_doc = new_doc
+        # Given, it makes every store's document instead (saved stores load from disk).
+        self._open_doc = open_doc
         self.max_stores = max_stores
         self.max_message = max_message
         # Reassembly of PART slices per peer: (message id, slices so far, expected count).
@@ -346,7 +349,7 @@ class DocSync:
         """The document of store ``name``, created if needed (EngineUnavailable without engine)."""
         d = self.docs.get(name)
         if d is None:
-            d = self._new_doc()
+            d = self._new_doc() if self._open_doc is None else self._open_doc(name)
             self.docs[name] = d
         return d
 

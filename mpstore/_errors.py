@@ -25,7 +25,9 @@ Every error mpstore raises on purpose derives from :class:`MpstoreError`::
     │   └── TransferCancelled                    either side cancelled it
     └── StoreError                               the replicated store
         ├── EngineUnavailable (ImportError)      no CRDT engine can be loaded
-        └── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
+        ├── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
+        └── PersistError                         saving stores to disk (data_dir) failed
+            └── StoreLocked                      another process has the data_dir open
 
 A ``ProtocolError`` never reaches user code from the network: the offending connection is closed
 with a logged reason and everything else carries on.
@@ -45,11 +47,13 @@ __all__ = [
     "MessageTooLarge",
     "MpstoreError",
     "NotConnected",
+    "PersistError",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",
     "ServiceTypeNotDeclared",
     "StoreError",
+    "StoreLocked",
     "Timeout",
     "TransferCancelled",
     "TransferDeclined",
@@ -149,3 +153,11 @@ class EngineUnavailable(StoreError, ImportError):
 
 class CorruptUpdate(StoreError, ValueError):
     """A CRDT update or state vector is malformed or hostile; nothing was applied."""
+
+
+class PersistError(StoreError):
+    """Saving stores on disk failed (the in-memory stores keep working); the message says why."""
+
+
+class StoreLocked(PersistError):
+    """The data directory is open in another process (or another object of this one)."""

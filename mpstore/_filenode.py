@@ -528,6 +528,15 @@ class FileManager:
         if self._queues.get(peer_id):
             self._schedule(peer_id)
 
+    #: How often timers are checked while a fetch or a lost peer is pending.
+    TICK = 0.25
+
+    def next_deadline(self, now: float) -> float | None:
+        """When :meth:`tick` next has something to check, or None when nothing is pending."""
+        if self._fetches or any(out.lost_at for out in self._out.values()):
+            return now + self.TICK
+        return None
+
     def tick(self, now: float) -> None:
         """Timers: stalled fetches, peers that did not come back."""
         for inc in list(self._fetches):

@@ -58,7 +58,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from ._errors import ProtocolError
+from ._errors import InvalidArgument, MessageTooLarge, ProtocolError
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -237,20 +237,34 @@ def parse_state(text: str, max_state_bytes: int = MAX_STATE_BYTES) -> Any:
 
 
 def encode_state(state: Any, max_state_bytes: int = MAX_STATE_BYTES) -> str | None:
-    """The JSON text of a user's state (None stays None); TypeError or ValueError if unfit."""
+    """The JSON text of a user's state (None stays None).
+
+    InvalidArgument (a TypeError) if it is not JSON or would not come back the same (NaN, a
+    non-str dict key); MessageTooLarge (a ValueError) over ``max_state_bytes``.
+    """
     if state is None:
         return None
     try:
         text = json.dumps(state, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise TypeError(f"presence state is not JSON-serialisable: {exc}") from None
+        raise InvalidArgument(f"presence state is not JSON-serialisable: {exc}") from None
+    todo = [state]
+    while todo:  # after dumps, which refuses cycles
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise InvalidArgument(f"dict keys must be str, not {type(key).__name__} ({key!r})")
+                todo.append(value)
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:  # lone surrogates: escape them so the text is valid UTF-8
         text = json.dumps(state, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
         size = len(text)
     if size > max_state_bytes:
-        raise ValueError(f"presence state is {size} bytes as JSON; the limit is {max_state_bytes}")
+        raise MessageTooLarge(f"presence state is {size} bytes as JSON; the limit is {max_state_bytes}")
     return text
 
 
@@ -366,10 +380,14 @@ class PresenceCore:
         self._flush(now)
 
     def leave(self, now: float) -> None:
-        """We are going: the removal of our state goes out now, throttle or not."""
-        if self._local.text is not None:
-            self._local.sent = float("-inf")
-            self.set_local(None, now)
+        """We are going: the removal of our state goes out now, reliably, throttle or not."""
+        local = self._local
+        if local.text is not None:
+            local.text = None
+            local.clock += 1
+            local.sent = float("-inf")
+            self._mark(local, reliable=True)
+            self._flush(now)
 
     # -- neighbours -----------------------------------------------------------------------------
     def peer_added(self, peer_id: str, now: float) -> None:
@@ -377,9 +395,10 @@ class PresenceCore:
         self._peers[peer_id] = frozenset()
         self._announce_neighbours()
         if self._local.text is not None:
-            # A renewal: whoever dropped our entry at its current clock takes it back.
+            # A renewal, sent now: whoever dropped our entry at its current clock takes it back.
             self._local.clock += 1
             self._local.renewed = now
+            self._local.sent = float("-inf")
             self._mark(self._local, reliable=True)
         self._send_snapshot(peer_id)
         self._flush(now)

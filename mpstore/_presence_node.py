@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import Closed, InvalidDisplayName, MessageTooLarge
+from ._errors import Closed, InvalidDisplayName
 from ._peer import PeerID, make_peer, validate_display_name
 from ._presence import Owner, PresenceChanged, PresenceConfig, PresenceCore, encode_state
 from ._store import Subscription
@@ -252,11 +252,12 @@ class Presence:
         self._subs: list[Subscription] = []
 
     def set(self, state: Any) -> None:
-        """Set our state to a JSON value (None clears it); TypeError/ValueError if it is unfit."""
-        try:
-            text = encode_state(state, self._max)
-        except ValueError as exc:
-            raise MessageTooLarge(str(exc)) from None
+        """Set our state to a JSON value (None clears it).
+
+        mpstore.InvalidArgument (a TypeError) if it is not JSON or would not come back the same;
+        mpstore.MessageTooLarge over 8 KiB of JSON. Nothing changes then.
+        """
+        text = encode_state(state, self._max)
         if self._runtime.closed:
             raise Closed("this object was ended with end_all()")
         with self._lock:

@@ -50,10 +50,10 @@ from ._wire import FLAG_UNRELIABLE, Kind, Message, Reassembler, split_message
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "Closed",
     "Event",
     "Hello",
     "HelloReceived",
+    "LinkClosed",
     "LinkSession",
     "MessageReceived",
     "PeerOpened",
@@ -183,7 +183,7 @@ class MessageReceived:
 
 
 @dataclass(frozen=True)
-class Closed:
+class LinkClosed:
     """The session ended; ``clean`` if the peer said goodbye or we closed it ourselves."""
 
     reason: str
@@ -192,7 +192,7 @@ class Closed:
     auth_failed: bool = False
 
 
-Event = HelloReceived | PeerOpened | MessageReceived | Closed
+Event = HelloReceived | PeerOpened | MessageReceived | LinkClosed
 
 
 class LinkSession:
@@ -464,7 +464,7 @@ class LinkSession:
         was_open = self.state is State.OPEN
         self.state = State.CLOSED
         self.close_reason = reason
-        self._events.append(Closed(reason, clean=False, was_open=was_open, auth_failed=True))
+        self._events.append(LinkClosed(reason, clean=False, was_open=was_open, auth_failed=True))
 
     def _maybe_open(self) -> None:
         if (
@@ -493,7 +493,7 @@ class LinkSession:
         was_open = self.state is State.OPEN
         self.state = State.CLOSED
         self.close_reason = reason
-        self._events.append(Closed(reason, clean, was_open))
+        self._events.append(LinkClosed(reason, clean, was_open))
 
 
 def _reason_bytes(reason: str) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from ._docsync import PART_SIZE, DocSync, StoreUpdated, check_store_name, encode_bundle
 from ._errors import Closed, ConfigurationError, InvalidArgument, Timeout
+from ._persist import Persistence
 from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
 from .engines import ENGINE_NAMES, Engine, load_engine
 from .engines.base import EngineDoc
@@ -177,6 +178,8 @@ class SharedDict(MutableMapping[str, Any]):
         self._closed = False
         self._subs: list[Subscription] = []
         self._local = threading.local()
+        # Set before the store is handed out: its writes are on disk before they return.
+        self._durable = False
         # Writes handed to the core thread but not applied yet: key -> (write id, raw or None
         # for a delete). Reads on every thread see them at once; the core drops each entry
         # when it has applied that write (a local write always wins locally in Yjs).
@@ -380,6 +383,18 @@ class SharedDict(MutableMapping[str, Any]):
             return
         self._manager._call(lambda: self._manager._transact(self, {}, list(self._data)))
 
+    def flush(self) -> None:
+        """Wait until every earlier write is applied and, for a saved store, on disk (fsync).
+
+        Raises :class:`mpstore.PersistError` if the disk refused it (the data stays in memory).
+        """
+        self._manager._call(lambda: self._manager._persist.flush(self._name))
+
+    @property
+    def persistent(self) -> bool:
+        """True if this store is saved on disk (see ``data_dir``)."""
+        return bool(self._manager._call(lambda: self._manager._persist.persists(self._name)))
+
     def batch(self) -> _BatchContext:
         """A context manager: every write inside it is one transaction, sent as one update.
 
@@ -579,6 +594,8 @@ class StoreManager:
         engine: str | Engine | None = None,
         *,
         max_stores: int = 1024,
+        data_dir: Any = None,
+        durable: bool = False,
     ) -> None:
         if isinstance(engine, str) and engine not in (*ENGINE_NAMES, "auto"):
             raise ConfigurationError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
@@ -586,7 +603,9 @@ class StoreManager:
         local_id = host.local_id
         self._engine_choice = engine
         self._engine: Engine | None = engine if isinstance(engine, Engine) else None
-        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores)
+        self._persist = Persistence(data_dir, durable=durable, schedule=host.call_later)
+        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores, open_doc=self._open_doc)
+        self.close_error: Exception | None = None
         self._stores: dict[str, SharedDict] = {}
         self._peers: dict[str, Any] = {}
         self._queues: dict[str, list[bytes]] = {}
@@ -615,6 +634,11 @@ class StoreManager:
             self._engine = load_engine(choice if isinstance(choice, str) else None)
         return self._engine.new_doc()
 
+    def _open_doc(self, name: str) -> EngineDoc:
+        self._new_doc()  # loads the engine
+        assert self._engine is not None
+        return self._persist.new_doc(name, self._engine.new_doc)
+
     def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise Closed("the store was closed (end_all)")
@@ -622,19 +646,22 @@ class StoreManager:
 
     # -- user side
 
-    def shared_dict(self, name: str) -> SharedDict:
+    def shared_dict(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
         """The store ``name`` (the same object for the same name); any thread."""
         check_store_name(name)
-        with self._lock:
-            store = self._stores.get(name)
-        if store is not None:
-            return store
-        return self._call(lambda: self._open(name))
+        if persist is None and durable is None:
+            with self._lock:
+                store = self._stores.get(name)
+            if store is not None:
+                return store
+        return self._call(lambda: self._open(name, persist, durable))
 
-    def _open(self, name: str) -> SharedDict:
+    def _open(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
+        self._persist.choose(name, persist, durable, held=name in self._sync.docs)
         with self._lock:
             store = self._stores.get(name)
             if store is not None:
+                store._durable = self._persist.is_durable(name)
                 return store
         doc = self._sync.doc(name)
         entries: dict[str, str] = {}
@@ -646,6 +673,7 @@ class StoreManager:
                 continue
             entries[key] = raw
         store = SharedDict(self, name, entries)
+        store._durable = self._persist.is_durable(name)
         with self._lock:
             self._stores[name] = store
         return store
@@ -664,6 +692,9 @@ class StoreManager:
         """
         if self._closed:
             raise Closed("the store was closed (end_all)")
+        if store._durable:  # on disk before returning: wait for the core thread
+            self._call(lambda: self._transact(store, sets, deletes))
+            return
         with self._lock:
             busy = self._in_flight >= MAX_IN_FLIGHT
             if not busy:
@@ -703,6 +734,8 @@ class StoreManager:
         raw = self._sync.transact(store.name, sets, deletes)
         self._flush()
         self._report(store, raw, None)
+        if store._durable:
+            self._persist.after_write(store.name)
 
     def _report(self, store: SharedDict, raw: Mapping[str, str | None], peer: Any | None) -> None:
         if not raw:
@@ -870,3 +903,4 @@ class StoreManager:
         self._closed = True
         for store in self.stores():
             store._close()
+        self.close_error = self._persist.close()

@@ -55,6 +55,11 @@ class MultipeerConnectivity:
     :meth:`accept_peer` accepts (on both sides). Callbacks run one at a time on one
     dispatcher thread; for each peer ``peer_added`` comes before any ``receive`` from it and
     ``peer_removed`` after the last.
+
+    ``data_dir``: save every shared_dict of this object in that directory (SQLite; see
+    docs/PERSISTENCE.md): a store shows its saved content at once and then exchanges only the
+    difference with peers. Writes reach the disk within 50 ms; ``durable=True`` makes each write
+    return only once it is on disk. One process at a time may open a data_dir.
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class MultipeerConnectivity:
         secret: str | bytes | None = None,
         handshake_timeout: float = 5.0,
         max_message_rate: float | None = 5000.0,
+        data_dir: str | os.PathLike[str] | None = None,
+        durable: bool = False,
         file_dir: str | os.PathLike[str] | None = None,
         file_limits: FileLimits | None = None,
     ) -> None:
@@ -113,7 +120,7 @@ class MultipeerConnectivity:
         self._runtime = Runtime(f"{display_name[:16]}-{local.peer_id[:6]}")
         self._node = Node(self._runtime, self._transport, local, options, weakref.ref(self))
         try:
-            self._runtime.call(self._node.start, engine, timeout=30)
+            self._runtime.call(self._node.start, engine, data_dir, durable, timeout=30)
         except BaseException:
             _shutdown(self._runtime, self._node)
             raise
@@ -209,7 +216,9 @@ class MultipeerConnectivity:
 
         def start() -> FileTransfer:
             sources = [p.id for p in node.connected_peers()]
-            return files.fetch(ref, target, sources)
+            transfer = files.fetch(ref, target, sources)
+            node.wake_files()
+            return transfer
 
         result: FileTransfer = self._runtime.call(start)
         return result
@@ -231,15 +240,23 @@ class MultipeerConnectivity:
         return presence.facade
 
     # -- the replicated store ---------------------------------------------------------------------
-    def shared_dict(self, name: str) -> Any:
-        """The replicated dictionary called ``name`` (the same object for the same name)."""
+    def shared_dict(
+        self, name: str, *, persist: bool | str | os.PathLike[str] | None = None, durable: bool | None = None
+    ) -> Any:
+        """The replicated dictionary called ``name`` (the same object for the same name).
+
+        ``persist``: None follows the object's ``data_dir``; False keeps this store in memory
+        only; a path saves it in that directory. ``durable``: True makes each write to it
+        return only once it is on disk. Both are decided by the first call, before the store
+        is held (a peer's data creates it too): a later call that contradicts them raises.
+        """
         self._check_open()
         store = self._node.store
         if store is None:
             from ._errors import EngineUnavailable
 
             raise EngineUnavailable("the replicated store is not available in this build")
-        return store.shared_dict(name)  # type: ignore[attr-defined]
+        return store.shared_dict(name, persist, durable)  # type: ignore[attr-defined]
 
     def connect_server(
         self,
@@ -485,6 +502,9 @@ class MultipeerConnectivity:
             except Exception:
                 log.exception("closing %r failed", server)
         _shutdown(self._runtime, self._node)
+        error = getattr(self._node.store, "close_error", None)
+        if error is not None:
+            raise error  # the last writes stayed in memory: the disk refused them
 
     def __enter__(self) -> MultipeerConnectivity:
         self._check_open()

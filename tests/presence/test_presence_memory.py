@@ -183,8 +183,10 @@ def test_bad_states_raise_and_change_nothing() -> None:
         ann.presence.set({"ok": 1})
         with pytest.raises(TypeError):
             ann.presence.set({"f": {1, 2}})
-        with pytest.raises(TypeError):
+        with pytest.raises(mpstore.InvalidArgument):
             ann.presence.set({"nan": float("nan")})
+        with pytest.raises(mpstore.InvalidArgument):
+            ann.presence.set({1: "int key"})
         with pytest.raises(mpstore.MessageTooLarge):
             ann.presence.set({"big": "x" * 10_000})
         with pytest.raises(TypeError):
