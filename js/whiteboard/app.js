@@ -24,7 +24,9 @@ const provider = new WebsocketProvider(wsUrl, 'whiteboard/' + board, doc, {
   disableBc: true // every tab goes through the mpstore process, like any other participant
 })
 const awareness = provider.awareness
-awareness.setLocalState({ name: me, colour, cursor: null, drawing: null })
+// Presence is one per mpstore node, shared by every board: states name the board they are on.
+awareness.setLocalState({ user: { name: me, color: colour }, board, cursor: null, drawing: null })
+const onBoard = (state) => state !== null && typeof state === 'object' && (state.board === undefined || state.board === board)
 
 // -- the strokes ------------------------------------------------------------------------------------
 const isStroke = (v) =>
@@ -119,8 +121,9 @@ const render = () => {
   for (const s of strokes()) drawPath(s.points, safeColour(s.colour), safeWidth(s.width), 1)
   cursorsEl.textContent = ''
   for (const [client, state] of awareness.getStates()) {
-    if (client === doc.clientID || state === null || typeof state !== 'object') continue
-    const c = safeColour(state.colour)
+    if (client === doc.clientID || !onBoard(state)) continue
+    const user = state.user !== null && typeof state.user === 'object' ? state.user : {}
+    const c = safeColour(user.color)
     const d = state.drawing
     if (d && isStroke(d)) drawPath(d.points, safeColour(d.colour), safeWidth(d.width), 0.5)
     const at = state.cursor
@@ -132,7 +135,7 @@ const render = () => {
       el.style.top = at[1] + 'px'
       el.style.setProperty('--c', c)
       const label = document.createElement('span')
-      label.textContent = String(state.name ?? client).slice(0, 40)
+      label.textContent = String(user.name ?? client).slice(0, 40)
       el.appendChild(label)
       cursorsEl.appendChild(el)
     }
@@ -205,7 +208,7 @@ for (const c of COLOURS) {
   b.addEventListener('click', () => {
     colour = c
     for (const s of swatches.children) s.classList.toggle('on', s === b)
-    setPresence({ colour })
+    setPresence({ user: { name: me, color: colour } })
   })
   swatches.appendChild(b)
 }
@@ -245,5 +248,7 @@ window.whiteboard = {
   strokes,
   undoMine,
   clearBoard,
-  peers: () => Array.from(awareness.getStates()).filter(([c]) => c !== doc.clientID).map(([client, state]) => ({ client, ...state }))
+  peers: () => Array.from(awareness.getStates())
+    .filter(([c, state]) => c !== doc.clientID && onBoard(state))
+    .map(([client, state]) => ({ client, ...state }))
 }

@@ -98,9 +98,14 @@ def test_strokes_flow_between_pages_and_python_peers(browser: Any, tmp_path: Pat
             assert page_strokes(a) == page_strokes(b) == strokes_of(py_store)
             assert strokes_of(host.shared_dict(BOARD)) == strokes_of(py_store)
 
-            # The README's screenshot: page B, with A's cursor when presence carries it.
-            a.mouse.move(700, 150)
-            b.wait_for_timeout(500)
+            # The README's screenshot: page B, with the cursors of page A and of the Python peer.
+            pure.presence.set({"user": {"name": "pythonista", "color": "#e03131"}, "board": "t",
+                               "cursor": [660, 390]})
+            box = a.locator("#canvas").bounding_box()
+            a.mouse.move(box["x"] + 360, box["y"] + 300)
+            b.locator(".cursor", has_text="ann").wait_for(timeout=20_000)
+            b.locator(".cursor", has_text="pythonista").wait_for(timeout=20_000)
+            b.wait_for_timeout(300)
             shot = b.screenshot()  # bytes: a path would make Playwright start an executor thread
             assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
             (tmp_path / "whiteboard.png").write_bytes(shot)
@@ -247,3 +252,55 @@ def test_lan_host_needs_a_token() -> None:
         host = make("host")
         with pytest.raises(mpstore.ConfigurationError):
             serve(host, host="0.0.0.0")
+
+
+def test_cursors_travel_as_presence_and_go_when_the_page_closes(browser: Any) -> None:
+    with nodes() as make:
+        host = make("host")
+        pure = make("pure", engine="python")
+        host.wait_for_peers(1, timeout=20)
+        endpoint = serve(host)
+        try:
+            a = open_page(browser, endpoint.url(board="t"), "ann")
+            b = open_page(browser, endpoint.url(board="t"), "bob")
+            other_board = open_page(browser, endpoint.url(board="elsewhere"), "eve")
+            box = a.locator("#canvas").bounding_box()
+            a.mouse.move(box["x"] + 250, box["y"] + 150)
+            label = b.locator(".cursor span", has_text="ann")
+            label.wait_for(timeout=20_000)
+            cursor = b.locator(".cursor", has_text="ann")
+            assert cursor.evaluate("el => [parseInt(el.style.left), parseInt(el.style.top)]") == [250, 150]
+            # The Python peer sees the page as one more presence (named after state.user.name).
+            def ann_state() -> Any:
+                return next((s for p, s in pure.presence.states().items() if p.display_name == "ann"), None)
+            state = wait_for_value(ann_state)
+            assert state["board"] == "t" and state["cursor"] == [250, 150]
+            # A stroke in progress is presence too, not a store entry.
+            a.mouse.down()
+            a.mouse.move(box["x"] + 300, box["y"] + 200, steps=3)
+            wait_for_value(lambda: (ann_state() or {}).get("drawing"))
+            assert strokes_of(host.shared_dict(BOARD)) == {}
+            a.mouse.up()
+            # A Python peer's cursor is shown in the pages of its board only.
+            pure.presence.set({"user": {"name": "py", "color": "#2f9e44"}, "board": "t", "cursor": [40, 30]})
+            b.locator(".cursor span", has_text="py").wait_for(timeout=20_000)
+            assert other_board.locator(".cursor").count() == 0
+            # Page A closes: its cursor goes from page B and from the Python peer.
+            a.context.close()
+            b.locator(".cursor span", has_text="ann").wait_for(state="detached", timeout=20_000)
+            wait_for_value(lambda: ann_state() is None)
+            assert b.locator(".cursor span", has_text="py").count() == 1
+        finally:
+            endpoint.close()
+
+
+def wait_for_value(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
