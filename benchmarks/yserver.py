@@ -245,9 +245,8 @@ def main() -> None:
     results: dict[str, tuple[list[float], list[float]]] = {i: ([], []) for i in impls}
     try:
         print(f"load before: {os.getloadavg()[0]:.2f} (1-min), {os.cpu_count()} CPUs")
-        print(
-            f"{args.dialect} server (Node {subprocess.check_output(['node', '--version'], text=True).strip()})"
-        )
+        node = subprocess.check_output(["node", "--version"], text=True).strip()
+        print(f"{args.dialect} server (Node {node})")
         for r in range(args.repeats):
             for impl in impls:
                 samples, rate = one_run(
@@ -260,9 +259,8 @@ def main() -> None:
                 )
                 results[impl][0].append(statistics.median(samples))
                 results[impl][1].append(rate)
-                print(
-                    f"  run {r + 1} {impl:8}: latency median {statistics.median(samples) * 1e3:.2f} ms, {rate:,.0f} edits/s"
-                )
+                median_ms = statistics.median(samples) * 1e3
+                print(f"  run {r + 1} {impl:8}: latency median {median_ms:.2f} ms, {rate:,.0f} edits/s")
     finally:
         server.kill()
     print(f"load after: {os.getloadavg()[0]:.2f}")
