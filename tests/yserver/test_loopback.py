@@ -265,3 +265,31 @@ def test_a_node_yjs_client_reads_and_writes_store_values_with_the_shipped_js_mod
         assert store["js_big"] == 2**64
         assert store["js_bytes"] == b"\x00\x01\xff"
         assert store["js_nested"] == {"list": [1, "two", None, True], "$dollar": "kept"}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_presence_crosses_the_server(dialect: str, tmp_path: Path) -> None:
+    with running(dialect, tmp_path) as server, groups() as make:
+        a1, a2 = make("a1", "a"), make("a2", "a")
+        b = make("b", "b")
+        a1.wait_for_peers(1, timeout=10)
+        conn = a1.connect_server(server.url, "room", dialect=dialect)
+        conn.wait_synced(15)
+        b.connect_server(server.url, "room", dialect=dialect).wait_synced(15)
+        a2.presence.set({"user": {"name": "ann"}, "cursor": [1, 2]})  # a2 has no server link
+        b.presence.set({"user": {"name": "bob"}})
+
+        def states(node: Quiet) -> list[Any]:
+            return sorted(node.presence.states().values(), key=lambda s: s["user"]["name"])
+
+        wait_until(lambda: any(s["user"]["name"] == "ann" for s in states(b)), timeout=20)
+        wait_until(lambda: any(s["user"]["name"] == "bob" for s in states(a2)), timeout=20)
+        assert {"user": {"name": "ann"}, "cursor": [1, 2]} in states(b)
+        if dialect == "y-websocket":
+            a2.presence.clear()
+        else:
+            # Hocuspocus 4.7 drops removals inside awareness messages (it re-encodes only the
+            # states still set), so a cleared state would linger there until its 30 s timeout;
+            # what it does remove at once is every state of a connection that ends.
+            conn.close()
+        wait_until(lambda: all(s["user"]["name"] != "ann" for s in states(b)), timeout=20)
