@@ -1,4 +1,4 @@
-"""The ``mpstore`` command line: ``chat``, ``peers``, ``demo`` and ``--version``.
+"""The ``mpstore`` command line: ``chat``, ``peers``, ``demo``, ``send``, ``receive``, ``--version``.
 
 prompt_toolkit (for ``chat``) and the LAN transport's dependencies are imported only by the
 commands that need them.
@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=None, help="--memory: random seed")
     demo.add_argument("--plain", action="store_true", help="--memory: plain text, no live table")
+    from ._filecli import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -136,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _chat(args)
         if args.command == "peers":
             return _peers(args)
+        if args.command in ("send", "receive"):
+            from ._filecli import run_receive, run_send
+
+            return run_send(args) if args.command == "send" else run_receive(args)
     except MpstoreError as exc:
         print(f"mpstore: {exc}", file=sys.stderr)
         return 2
