@@ -59,6 +59,7 @@ class StoreHook(Protocol):
     def peer_added(self, peer: PeerID) -> None: ...
     def peer_removed(self, peer: PeerID) -> None: ...
     def message(self, peer: PeerID, payload: bytes) -> None: ...
+    def link_writable(self, peer: PeerID, writable: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -240,6 +241,11 @@ class Node:
             else:
                 self.blocked.add(entry.peer.id)
             self.changed.notify_all()
+        if self.store is not None:
+            try:
+                self.store.link_writable(entry.peer, writable)
+            except Exception:
+                log.exception("the store failed on link_writable")
         if writable and self.files is not None:
             self.files.writable(entry.peer.id)
 
@@ -625,6 +631,10 @@ class NodeStoreHost:
     def connected_peers(self) -> list[PeerID]:
         """The connected peers, in join order (core thread)."""
         return self._node.connected_peers()
+
+    def peer_rate(self, peer_id: str) -> float | None:
+        """The message rate the peer advertised, or None (core thread)."""
+        return self._node.peer_rates.get(peer_id)
 
     def peer_by_id(self, peer_id: str) -> PeerID | None:
         """Any peer seen so far, by id (core thread)."""

@@ -293,7 +293,6 @@ class DocSync:
         self.max_message = max_message
         # Reassembly of PART slices per peer: (message id, slices so far, expected count).
         self._parts: dict[str, tuple[int, list[bytes], int]] = {}
-        self._part_id = 0
         self.docs: dict[str, EngineDoc] = {}
         self.neighbours: dict[str, None] = {}  # insertion-ordered set
         self.their_neighbours: dict[str, frozenset[str]] = {}
@@ -330,18 +329,8 @@ class DocSync:
         kind = payload[1]
         self.stats.sent += 1
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
-        if len(payload) <= PART_SIZE:
-            self.outbox.append((peer, payload))
-            return
-        self._part_id += 1
-        count = -(-len(payload) // PART_SIZE)
-        for index in range(count):
-            out = bytearray((VERSION, K_PART))
-            write_varuint(out, self._part_id)
-            write_varuint(out, index)
-            write_varuint(out, count)
-            write_varbytes(out, payload[index * PART_SIZE : (index + 1) * PART_SIZE])
-            self.outbox.append((peer, bytes(out)))
+        # Whole messages: the outbox (mpstore/_outbox.py) bundles small ones and slices big ones.
+        self.outbox.append((peer, payload))
 
     # -- documents
 

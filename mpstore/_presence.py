@@ -33,7 +33,8 @@ Rules:
   nodes further away are relayed and trusted like the store's relayed updates.
 * Relay: an accepted entry from neighbour S is forwarded to our other neighbours except S's
   announced neighbours and the owner (they hear it from S or the owner); in a full mesh nothing is
-  forwarded. Every participant gets every entry except its own.
+  forwarded. When S's announced neighbours lose Y, Y gets from us what came from S (repair).
+  Every participant gets every entry except its own.
 * Throttle: each entry is sent at most ``rate`` times per second to anyone; updates in between
   replace the pending one (latest kept), so a flood costs one pending entry, not a queue.
 * Unreliable with a reliable settle: updates go out unreliably (where the transport has it) and
@@ -410,12 +411,9 @@ class PresenceCore:
         self._per_source.pop(peer_id, None)
         for client, entry in list(self._entries.items()):
             if entry.source == peer_id or (entry.owner.node == peer_id and not entry.owner.participant):
-                if entry.owner.node == peer_id:
-                    self._remove(client, entry, announce=True)
-                else:
-                    # Reachable another way, perhaps: forget the clock so a refill at the same
-                    # clock is taken, and tell the others it is gone through us.
-                    self._remove(client, entry, announce=True, forget=True)
+                # Perhaps reachable another way (even the peer itself): forget the clock so a
+                # refill at the same clock is taken, and tell those we served that it is gone.
+                self._remove(client, entry, announce=True, forget=True)
         self._announce_neighbours()
         self._flush(now)  # the removals go out before the requests (one ordered channel each)
         for other in self._peers:
@@ -526,7 +524,12 @@ class PresenceCore:
                 raise ProtocolError(f"{count} neighbours")
             names = frozenset(reader.varstring(64) for _ in range(count))
             reader.end()
+            lost = self._peers[peer_id] - names
             self._peers[peer_id] = names
+            for other in lost:
+                # We left what came from peer_id to it for ``other``; it can no longer deliver.
+                if other in self._peers:
+                    self._send_snapshot(other, source=peer_id)
             return
         if kind == K_REQUEST:
             reader.end()
@@ -603,8 +606,10 @@ class PresenceCore:
             return
         if text is None:
             if entry is not None:
+                # Same clock: the path was lost, not the state cleared; a refill may follow.
+                forget = clock == entry.clock
                 entry.clock = clock
-                self._remove(client, entry, announce=True)
+                self._remove(client, entry, announce=True, forget=forget)
             else:
                 self._bury(client, owner, clock)
             return
@@ -661,8 +666,12 @@ class PresenceCore:
             entry.reliable = entry.reliable and reliable
         entry.dirty = True
 
-    def _send_snapshot(self, peer_id: str) -> None:
-        items = [(c, e) for c, e in self._live_items() if e.owner.node != peer_id and e.source != peer_id]
+    def _send_snapshot(self, peer_id: str, source: str | None = None) -> None:
+        items = [
+            (c, e)
+            for c, e in self._live_items()
+            if e.owner.node != peer_id and e.source != peer_id and (source is None or e.source == source)
+        ]
         if items:
             self.outbox.append((peer_id, self._update_payload(items), True))
 
