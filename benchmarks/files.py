@@ -124,9 +124,10 @@ class _Peer(mpstore.MultipeerConnectivity):
         pass
 
 
-def _mp_receiver(folder: str) -> None:
+def _mp_receiver(folder: str, window: int, target_ms: float) -> None:
     transport = LanTransport(host="127.0.0.1", discovery=False, ip_version="v4")
-    mc = _Peer("rx", "filebench", transport=transport, file_dir=folder, peer_timeout=10.0)
+    limits = mpstore.FileLimits(window=window, target_delay=target_ms / 1000)
+    mc = _Peer("rx", "filebench", transport=transport, file_dir=folder, peer_timeout=10.0, file_limits=limits)
     _out(port=transport.address[1])
     try:
         mc.ended.wait(600)
@@ -222,13 +223,20 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--size", type=int, default=0)
     p.add_argument("--mode", default="file")
+    p.add_argument("--window", type=int, default=mpstore.FileLimits().window, help="FileLimits.window")
+    p.add_argument(
+        "--target-ms",
+        type=float,
+        default=mpstore.FileLimits().target_delay * 1000,
+        help="FileLimits.target_delay",
+    )
     args = p.parse_args()
     if args.role == "tls-receiver":
         return _tls_receiver(args.folder, args.size)
     if args.role == "tls-sender":
         return _tls_sender(args.path, args.port)
     if args.role == "mp-receiver":
-        return _mp_receiver(args.folder)
+        return _mp_receiver(args.folder, args.window, args.target_ms)
     if args.role == "mp-sender":
         return _mp_sender(args.path, args.port, args.mode)
 
@@ -239,6 +247,7 @@ def main() -> None:
             for _ in range(args.size_mib):
                 f.write(os.urandom(1024 * 1024))
         print(f"file: {args.size_mib} MiB, two processes on 127.0.0.1, {args.repeat} interleaved repeats")
+        print(f"receiver's window: at most {args.window} chunks, target queueing delay {args.target_ms:g} ms")
         print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
         plain, total, transfer, idle_p50, busy_p50 = [], [], [], [], []
         busy_all: list[float] = []
@@ -253,8 +262,9 @@ def main() -> None:
                 ["tls-sender", "--path", src],
             )
             plain.append(args.size_mib / sent["seconds"])
+            tuning = ["--window", str(args.window), "--target-ms", str(args.target_ms)]
             sent, got = _run_pair(
-                ["mp-receiver", "--folder", os.path.join(tmp, "mp")], ["mp-sender", "--path", src]
+                ["mp-receiver", "--folder", os.path.join(tmp, "mp"), *tuning], ["mp-sender", "--path", src]
             )
             total.append(args.size_mib / sent["seconds"])
             transfer.append(args.size_mib / sent["transfer_seconds"])
