@@ -40,6 +40,13 @@ from mpstore.transports.lan import LanTransport
 BLOCK = 256 * 1024
 
 
+def _cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _out(**fields: Any) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
@@ -75,6 +82,7 @@ def _tls_receiver(folder: str, size: int) -> None:
         server.close()
 
     asyncio.run(main())
+    _out(cpu=_cpu())
 
 
 def _tls_sender(path: str, port: int) -> None:
@@ -96,7 +104,8 @@ def _tls_sender(path: str, port: int) -> None:
         writer.close()
         return seconds
 
-    _out(seconds=asyncio.run(main()))
+    seconds = asyncio.run(main())
+    _out(seconds=seconds, cpu=_cpu())
 
 
 # -- mpstore -------------------------------------------------------------------------------------
@@ -131,9 +140,9 @@ def _mp_receiver(folder: str, window: int, target_ms: float) -> None:
     _out(port=transport.address[1])
     try:
         mc.ended.wait(600)
-        _out(delays=mc.delays)
     finally:
         mc.end_all()
+    _out(delays=mc.delays, cpu=_cpu())
 
 
 def _mp_sender(path: str, port: int, mode: str) -> None:
@@ -169,9 +178,9 @@ def _mp_sender(path: str, port: int, mode: str) -> None:
         pinger.join()
         mc.send("end", peer)
         time.sleep(0.3)
-        _out(**result)
     finally:
         mc.end_all()
+    _out(**result, cpu=_cpu())
 
 
 # -- driver --------------------------------------------------------------------------------------
@@ -198,7 +207,7 @@ def _run_pair(receiver: list[str], sender: list[str]) -> tuple[dict[str, Any], d
         tx = _spawn(*sender, "--port", str(port))
         sent = _line(tx)
         tx.wait(60)
-        got = _line(rx) if receiver[0] == "mp-receiver" else {}
+        got = _line(rx)
         rx.wait(60)
         return sent, got
     finally:
@@ -250,6 +259,8 @@ def main() -> None:
         print(f"receiver's window: at most {args.window} chunks, target queueing delay {args.target_ms:g} ms")
         print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
         plain, total, transfer, idle_p50, busy_p50 = [], [], [], [], []
+        cpu: dict[str, list[float]] = {"plain tx": [], "plain rx": [], "mpstore tx": [], "mpstore rx": []}
+        gib = args.size_mib / 1024
         busy_all: list[float] = []
         for r in range(args.repeat):
             for folder in (os.path.join(tmp, n) for n in ("plain", "mp")):
@@ -257,16 +268,20 @@ def main() -> None:
                     for name in os.listdir(folder):
                         os.unlink(os.path.join(folder, name))
                 os.makedirs(folder, exist_ok=True)
-            sent, _ = _run_pair(
+            sent, got = _run_pair(
                 ["tls-receiver", "--folder", os.path.join(tmp, "plain"), "--size", str(size)],
                 ["tls-sender", "--path", src],
             )
             plain.append(args.size_mib / sent["seconds"])
+            cpu["plain tx"].append(sent["cpu"] / gib)
+            cpu["plain rx"].append(got["cpu"] / gib)
             tuning = ["--window", str(args.window), "--target-ms", str(args.target_ms)]
             sent, got = _run_pair(
                 ["mp-receiver", "--folder", os.path.join(tmp, "mp"), *tuning], ["mp-sender", "--path", src]
             )
             total.append(args.size_mib / sent["seconds"])
+            cpu["mpstore tx"].append(sent["cpu"] / gib)
+            cpu["mpstore rx"].append(got["cpu"] / gib)
             transfer.append(args.size_mib / sent["transfer_seconds"])
             busy_p50.append(statistics.median(got["delays"]) * 1000)
             busy_all += got["delays"]
@@ -284,6 +299,10 @@ def main() -> None:
         p99 = busy_all[int(len(busy_all) * 0.99)] * 1000 if busy_all else float("nan")
         print(f"message latency p50, idle:        {_fmt(idle_p50, ' ms')}")
         print(f"message latency p50, file moving: {_fmt(busy_p50, ' ms')}  (p99 over all runs {p99:.1f} ms)")
+        for side, values in cpu.items():
+            print(
+                f"CPU s per GiB, {side + ':':11} {_fmt(values, ' s')}  (whole process, start-up included)"
+            )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

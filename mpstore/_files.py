@@ -568,8 +568,11 @@ class Fetch:
     def _request(self, now: float) -> list[Send | Write]:
         if self.source is None or self.hashes is None:
             return []
-        room = int(self._cwnd) - len(self._inflight)
-        if room <= 0:
+        window = int(self._cwnd)
+        room = window - len(self._inflight)
+        # Ask in batches of half a window: fewer small messages (each is a syscall and a TCP
+        # segment on both ends), and the other half keeps the link busy meanwhile.
+        if room <= 0 or (self._inflight and room < window // 2):
             return []
         wanted = []
         for index in self.have.missing():
