@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import secrets
 
+from ._errors import ConfigurationError, InvalidArgument
+
 __all__ = [
     "SEAL_OVERHEAD",
     "FrameSeal",
@@ -40,9 +42,9 @@ def derive_key(secret: str | bytes, service_type: str) -> bytes:
     elif isinstance(secret, (bytes, bytearray)):
         material = bytes(secret)
     else:
-        raise TypeError(f"secret must be str or bytes, not {type(secret).__name__}")
+        raise InvalidArgument(f"secret must be str or bytes, not {type(secret).__name__}")
     if not material:
-        raise ValueError("secret must not be empty")
+        raise ConfigurationError("secret must not be empty")
     salt = _LABEL + b"\x00" + service_type.encode("ascii")
     return hashlib.pbkdf2_hmac("sha256", material, salt, KDF_ITERATIONS, dklen=32)
 
@@ -162,7 +164,7 @@ def new_secret(words: int = 6) -> str:
     75 bits of entropy.
     """
     if words < 1:
-        raise ValueError("words must be at least 1")
+        raise ConfigurationError("words must be at least 1")
 
     def syllable() -> str:
         return secrets.choice(_CONSONANTS) + secrets.choice(_VOWELS)

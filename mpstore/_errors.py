@@ -3,10 +3,13 @@
 Every error mpstore raises on purpose derives from :class:`MpstoreError`::
 
     MpstoreError
-    ├── ConfigurationError (ValueError)          a constructor argument is not acceptable
+    ├── ConfigurationError (ValueError)          a setting is not acceptable (constructor, transport,
+    │                                            engine, store name, MemoryNetwork fault settings)
     │   ├── InvalidServiceType                   service_type breaks Apple's/RFC 6335 rule
     │   ├── InvalidDisplayName                   empty, or over 63 UTF-8 bytes
     │   └── InvalidDiscoveryInfo                 not a DNS-SD TXT-compatible str -> str mapping
+    ├── InvalidArgument (TypeError)              a message or store value mpstore cannot carry
+    │                                            exactly, a store key or to_peer of the wrong type
     ├── NotConnected (LookupError)               send() named a peer that is not connected
     ├── MessageTooLarge (ValueError)             a message over max_message_size
     ├── Closed (RuntimeError)                    the object was ended with end_all()
@@ -17,9 +20,14 @@ Every error mpstore raises on purpose derives from :class:`MpstoreError`::
     │   ├── ServiceTypeNotDeclared               iOS refused the service type (error -72008)
     │   └── ServerRefused                        a Yjs server refused us (token, permission)
     ├── ProtocolError                            a peer sent something we cannot accept
+    ├── TransferFailed                           a file transfer did not complete
+    │   ├── TransferDeclined                     the receiver said no (or had no room)
+    │   └── TransferCancelled                    either side cancelled it
     └── StoreError                               the replicated store
         ├── EngineUnavailable (ImportError)      no CRDT engine can be loaded
-        └── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
+        ├── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
+        └── PersistError                         saving stores to disk (data_dir) failed
+            └── StoreLocked                      another process has the data_dir open
 
 A ``ProtocolError`` never reaches user code from the network: the offending connection is closed
 with a logged reason and everything else carries on.
@@ -32,18 +40,24 @@ __all__ = [
     "ConfigurationError",
     "CorruptUpdate",
     "EngineUnavailable",
+    "InvalidArgument",
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
     "InvalidServiceType",
     "MessageTooLarge",
     "MpstoreError",
     "NotConnected",
+    "PersistError",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",
     "ServiceTypeNotDeclared",
     "StoreError",
+    "StoreLocked",
     "Timeout",
+    "TransferCancelled",
+    "TransferDeclined",
+    "TransferFailed",
     "TransportError",
     "TransportUnavailable",
 ]
@@ -54,7 +68,7 @@ class MpstoreError(Exception):
 
 
 class ConfigurationError(MpstoreError, ValueError):
-    """A constructor argument is not acceptable."""
+    """A setting is not acceptable: a constructor argument, transport, engine or store name."""
 
 
 class InvalidServiceType(ConfigurationError):
@@ -67,6 +81,10 @@ class InvalidDisplayName(ConfigurationError):
 
 class InvalidDiscoveryInfo(ConfigurationError):
     """The discovery info is not a str -> str mapping that fits DNS-SD TXT records."""
+
+
+class InvalidArgument(MpstoreError, TypeError):
+    """A value mpstore cannot carry exactly, or an argument of the wrong type; nothing was done."""
 
 
 class NotConnected(MpstoreError, LookupError):
@@ -113,6 +131,18 @@ class ProtocolError(MpstoreError):
     """A peer sent bytes that break the protocol; its connection is closed."""
 
 
+class TransferFailed(MpstoreError):
+    """A file transfer did not complete; nothing was shown as received."""
+
+
+class TransferDeclined(TransferFailed):
+    """The receiver declined the file, was busy, or had no room for it."""
+
+
+class TransferCancelled(TransferFailed):
+    """The transfer was cancelled by this side or by the peer."""
+
+
 class StoreError(MpstoreError):
     """An error of the replicated store."""
 
@@ -123,3 +153,11 @@ class EngineUnavailable(StoreError, ImportError):
 
 class CorruptUpdate(StoreError, ValueError):
     """A CRDT update or state vector is malformed or hostile; nothing was applied."""
+
+
+class PersistError(StoreError):
+    """Saving stores on disk failed (the in-memory stores keep working); the message says why."""
+
+
+class StoreLocked(PersistError):
+    """The data directory is open in another process (or another object of this one)."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ._errors import InvalidDiscoveryInfo, InvalidDisplayName, InvalidServiceType
+from ._errors import InvalidArgument, InvalidDiscoveryInfo, InvalidDisplayName, InvalidServiceType
 
 __all__ = [
     "PeerID",
@@ -120,7 +120,7 @@ class PeerID:
     _discovery_info: Mapping[str, str]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(
+        raise InvalidArgument(
             "PeerID objects cannot be created directly; use the peers mpstore gives you "
             "(my_peer, get_peers(), and the callbacks' arguments)"
         )
@@ -155,7 +155,7 @@ class PeerID:
         raise AttributeError("PeerID is read-only")
 
     def __reduce__(self) -> Any:
-        raise TypeError("PeerID cannot be pickled; send peer.id instead")
+        raise InvalidArgument("PeerID cannot be pickled; send peer.id instead")
 
 
 def make_peer(peer_id: str, display_name: str, discovery_info: Mapping[str, str]) -> PeerID:

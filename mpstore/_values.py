@@ -23,6 +23,8 @@ import json
 import math
 from typing import Any, Final
 
+from ._errors import InvalidArgument
+
 __all__ = ["MISSING", "ValueDecodeError", "check_key", "decode_value", "encode_value"]
 
 _SAFE_INT: Final = 2**53 - 1
@@ -61,11 +63,11 @@ class ValueDecodeError(ValueError):
 def check_key(key: object) -> str:
     """Return ``key`` if it is a str that UTF-8 can carry, else raise TypeError."""
     if type(key) is not str:
-        raise TypeError(f"store keys must be str, not {type(key).__name__}")
+        raise InvalidArgument(f"store keys must be str, not {type(key).__name__}")
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
-        raise TypeError(f"store key {key!r} holds a lone surrogate (not UTF-8)") from None
+        raise InvalidArgument(f"store key {key!r} holds a lone surrogate (not UTF-8)") from None
     return key
 
 
@@ -87,7 +89,7 @@ def _to_json(value: object, path: list[int]) -> Any:
         return {"$b": base64.b64encode(value).decode("ascii")}  # type: ignore[arg-type]
     if t is list or t is dict:
         if id(value) in path:
-            raise TypeError("store values cannot contain themselves (a reference cycle)")
+            raise InvalidArgument("store values cannot contain themselves (a reference cycle)")
         path.append(id(value))
         try:
             if t is list:
@@ -95,12 +97,12 @@ def _to_json(value: object, path: list[int]) -> Any:
             out: dict[str, Any] = {}
             for k, v in value.items():  # type: ignore[attr-defined]
                 if type(k) is not str:
-                    raise TypeError(f"dict keys in store values must be str, not {type(k).__name__}")
+                    raise InvalidArgument(f"dict keys in store values must be str, not {type(k).__name__}")
                 out["$" + k if k.startswith("$") else k] = _to_json(v, path)
             return out
         finally:
             path.pop()
-    raise TypeError(
+    raise InvalidArgument(
         f"store values must be None, bool, int, float, str, bytes, list or dict (exact types), "
         f"not {t.__module__}.{t.__qualname__}"
     )
@@ -111,7 +113,7 @@ def encode_value(value: object) -> str:
     try:
         obj = _to_json(value, [])
     except RecursionError:
-        raise TypeError("store value is nested too deeply") from None
+        raise InvalidArgument("store value is nested too deeply") from None
     text = _ENCODER.encode(obj)
     try:
         text.encode("utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .._errors import EngineUnavailable
+from .._errors import ConfigurationError, EngineUnavailable
 from .base import ROOT_MAP, Engine, EngineDoc
 
 __all__ = ["ENGINE_NAMES", "ROOT_MAP", "Engine", "EngineDoc", "load_engine"]
@@ -14,8 +14,9 @@ __all__ = ["ENGINE_NAMES", "ROOT_MAP", "Engine", "EngineDoc", "load_engine"]
 ENGINE_NAMES = ("pycrdt", "python")
 
 _INSTALL_HINT = (
-    "install pycrdt (`pip install 'mpstore[store]'`, Python >= 3.11), "
-    "or use a build of mpstore that ships the pure-Python engine (engine='python')"
+    "install pycrdt (`pip install 'mpstore[store]'`, Python >= 3.11 only), or use the pure-Python "
+    "engine that every mpstore ships: engine='python', MPSTORE_ENGINE=python, or leave both unset "
+    "to choose automatically"
 )
 
 
@@ -34,12 +35,12 @@ def _load(name: str) -> Engine:
             module = importlib.import_module("mpstore.engines._python")
         except ImportError as exc:
             raise EngineUnavailable(
-                f"the pure-Python store engine is not available in this build ({exc}); "
-                "install pycrdt instead (`pip install 'mpstore[store]'`, Python >= 3.11)"
+                f"the pure-Python store engine failed to import ({exc}): every mpstore ships it, so "
+                "this installation is damaged; reinstall mpstore"
             ) from exc
         engine = module.PythonEngine()
         return engine
-    raise ValueError(f"unknown store engine {name!r}: use 'auto', 'pycrdt' or 'python'")
+    raise ConfigurationError(f"unknown store engine {name!r}: use 'auto', 'pycrdt' or 'python'")
 
 
 def load_engine(name: str | None = None) -> Engine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pycrdt import Doc, Map, TransactionEvent, merge_updates
@@ -49,7 +49,8 @@ class PycrdtDoc(EngineDoc):
         self._doc: Doc[Any] = Doc(client_id=_fresh_client_id())
         self._map: Map[Any] = self._doc.get(ROOT_MAP, type=Map)
         self._updates: list[bytes] = []
-        self._changed: set[str] = set()
+        # Keys a remote update changed, with their new value as yrs reported it (None: gone).
+        self._changed: dict[str, str | None] = {}
         self._keys_failed = False
         # The visible entries as last reported, to tell real changes and to recover when yrs
         # cannot say which keys an update touched.
@@ -65,7 +66,10 @@ class PycrdtDoc(EngineDoc):
         # through a weak reference and unobserve when this object goes.
         me = weakref.ref(self)
         sub = self._doc.observe(lambda event: _call(me, "_on_transaction", event))
-        self._map.observe(lambda event: _call(me, "_on_map", event))
+        # The map observer is subscribed only while a remote update is applied: pycrdt builds
+        # a MapEvent with every changed value for each transaction observed, which a local
+        # transaction (it knows what it changed) would pay for nothing.
+        self._map_callback = lambda event: _call(me, "_on_map", event)
         weakref.finalize(self, self._doc.unobserve, sub)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -75,7 +79,10 @@ class PycrdtDoc(EngineDoc):
         if not self._remote:
             return  # a local transaction knows what it changed
         try:
-            self._changed.update(event.keys)
+            changed = self._changed
+            for key, change in event.keys.items():
+                value = change.get("newValue") if change.get("action") != "delete" else None
+                changed[key] = value if isinstance(value, str) else None
         except _PASS_THROUGH:
             raise
         except BaseException:
@@ -146,6 +153,7 @@ class PycrdtDoc(EngineDoc):
         payload = update if release.whole else encode_update(release.clients, release.deletes)
         cache = self._cache
         self._remote = True
+        sub = self._map.observe(self._map_callback)
         failed: BaseException | None = None
         try:
             self._doc.apply_update(payload)
@@ -156,6 +164,7 @@ class PycrdtDoc(EngineDoc):
         finally:
             self._remote = False
             self._updates.clear()
+            self._map.unobserve(sub)
         before = self._sv
         after = self._sv = decode_state_vector(bytes(self._doc.get_state()))
         short = self._short
@@ -171,15 +180,14 @@ class PycrdtDoc(EngineDoc):
                 raise CorruptUpdate(f"update rejected: {type(failed).__name__}: {failed}") from None
             log.warning("yrs raised applying an update it integrated: %s: %s", type(failed).__name__, failed)
             self._keys_failed = True
-        changed, self._changed = self._changed, set()
+        changed, self._changed = self._changed, {}
         if self._keys_failed or short:
             # yrs's map events are wrong or missing here: compare every entry instead.
             self._keys_failed = False
-            changed = cache.keys() | self._snapshot().keys()
+            current = self._snapshot()
+            changed = {key: current.get(key) for key in cache.keys() | current.keys()}
         out: dict[str, str | None] = {}
-        lookup: Callable[[str], str | None] = self._snapshot().get if len(changed) > 32 else self.get
-        for key in changed:
-            new = lookup(key)
+        for key, new in changed.items():
             if cache.get(key) != new:
                 out[key] = new
                 if new is None:

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from .._errors import TransportUnavailable
+from .._errors import ConfigurationError, TransportUnavailable
 from .base import Transport
 from .memory import MemoryNetwork, MemoryTransport
 
@@ -44,7 +44,7 @@ def make_transport(spec: Any) -> Transport:
         if in_pythonista():
             return _mc()
         return _lan()
-    raise ValueError(
+    raise ConfigurationError(
         f"unknown transport {spec!r}: use 'auto', 'memory', 'lan', 'mc', "
         "a MemoryNetwork or a Transport instance"
     )

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ProtocolError, TransportError, TransportUnavailable
+from .._errors import ConfigurationError, ProtocolError, TransportError, TransportUnavailable
 from ._lan._framing import (
     PROTOCOL_VERSION,
     Decision,
@@ -288,11 +288,11 @@ class LanTransport(Transport):
     ) -> None:
         _load_deps()
         if ip_version not in ("v4", "v6", "all"):
-            raise ValueError("ip_version must be 'v4', 'v6' or 'all'")
+            raise ConfigurationError("ip_version must be 'v4', 'v6' or 'all'")
         if not 0 <= port <= 65535:
-            raise ValueError("port must be in 0..65535")
+            raise ConfigurationError("port must be in 0..65535")
         if high_water <= 0 or max_buffer < high_water:
-            raise ValueError("need 0 < high_water <= max_buffer")
+            raise ConfigurationError("need 0 < high_water <= max_buffer")
         self._interfaces = list(interfaces) if interfaces is not None else None
         self._port = port
         self._static = [(str(h), int(p)) for h, p in peers]
@@ -385,7 +385,7 @@ class LanTransport(Transport):
         if conn is None or conn.state != "up":
             return False
         if len(frame) > self.max_frame_size:
-            raise ValueError(f"frame of {len(frame)} bytes over max_frame_size")
+            raise TransportError(f"frame of {len(frame)} bytes over max_frame_size")
         pending = conn.pending()
         if not reliable and (conn.paused or pending >= self._high_water):
             return False

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from .._errors import ConfigurationError, InvalidArgument
 from .base import LinkId, LinkListener, LocalNode, Transport
 
 __all__ = ["MemoryNetwork", "MemoryTransport"]
@@ -91,13 +92,13 @@ class MemoryNetwork:
     def set_latency(self, seconds: float) -> None:
         """Delay every frame by ``seconds`` (one way); order is kept."""
         if not seconds >= 0:
-            raise ValueError("latency must be >= 0")
+            raise ConfigurationError("latency must be >= 0")
         self._latency = float(seconds)
 
     def set_loss(self, rate: float) -> None:
         """Drop this fraction (0..1) of unreliable frames; reliable frames are never dropped."""
         if not 0 <= rate <= 1:
-            raise ValueError("loss rate must be between 0 and 1")
+            raise ConfigurationError("loss rate must be between 0 and 1")
         self._loss = float(rate)
 
     def partition(self, *groups: Iterable[Any]) -> None:
@@ -134,7 +135,7 @@ class MemoryNetwork:
     def _resolve(self, item: Any) -> MemoryTransport:
         node = item if isinstance(item, MemoryTransport) else getattr(item, "transport", None)
         if not isinstance(node, MemoryTransport) or node.network is not self:
-            raise ValueError(f"{item!r} is not a node of this MemoryNetwork")
+            raise InvalidArgument(f"{item!r} is not a node of this MemoryNetwork")
         return node
 
     def _recompute_groups(self) -> None:
