@@ -24,16 +24,24 @@ from ._errors import (
     MessageTooLarge,
     MpstoreError,
     NotConnected,
+    PersistError,
     ProtocolError,
     SendTimeout,
     ServerRefused,
     ServiceTypeNotDeclared,
     StoreError,
+    StoreLocked,
     Timeout,
+    TransferCancelled,
+    TransferDeclined,
+    TransferFailed,
     TransportError,
     TransportUnavailable,
 )
+from ._filenode import FileLimits, FileTransfer
+from ._files import TOKEN_TAG
 from ._peer import PeerID
+from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
 from ._values import MISSING
 from ._wrapper import MultipeerCommunications, MultipeerConnectivity
@@ -44,12 +52,18 @@ from .transports.memory import MemoryNetwork
 
 __version__ = "0.1.0"
 
+#: The key that marks a dict as a file token (see MultipeerConnectivity.share_file).
+FILE_TOKEN_KEY = TOKEN_TAG
+
 __all__ = [
+    "FILE_TOKEN_KEY",
     "MISSING",
     "Closed",
     "ConfigurationError",
     "CorruptUpdate",
     "EngineUnavailable",
+    "FileLimits",
+    "FileTransfer",
     "InvalidArgument",
     "InvalidDiscoveryInfo",
     "InvalidDisplayName",
@@ -63,6 +77,8 @@ __all__ = [
     "MultipeerConnectivity",
     "NotConnected",
     "PeerID",
+    "PersistError",
+    "Presence",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",
@@ -70,8 +86,12 @@ __all__ = [
     "SharedDict",
     "StoreChange",
     "StoreError",
+    "StoreLocked",
     "Subscription",
     "Timeout",
+    "TransferCancelled",
+    "TransferDeclined",
+    "TransferFailed",
     "Transport",
     "TransportError",
     "TransportUnavailable",

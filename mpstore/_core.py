@@ -19,11 +19,12 @@ from typing import Any, Protocol
 
 from ._pairing import PairTable, Verdict
 from ._peer import PeerID, make_peer
+from ._presence_node import PresenceNode
 from ._runtime import Runtime
 from ._session import (
-    Closed,
     Hello,
     HelloReceived,
+    LinkClosed,
     LinkSession,
     MessageReceived,
     PeerOpened,
@@ -38,6 +39,8 @@ log = logging.getLogger("mpstore")
 
 #: Links in their session handshake at once (each holds a socket until handshake_timeout).
 _MAX_HANDSHAKING_LINKS = 64
+#: The shortest timer delay: a deadline already due is run after this, never in a tight loop.
+MIN_TICK = 0.005
 #: Devices whose failed proofs are remembered at once (each new one would otherwise grow it).
 _MAX_FAILING_HOSTS = 4096
 #: Failed proofs from all devices together, per window, after which only devices that were
@@ -62,6 +65,7 @@ class StoreHook(Protocol):
     def peer_added(self, peer: PeerID) -> None: ...
     def peer_removed(self, peer: PeerID) -> None: ...
     def message(self, peer: PeerID, payload: bytes) -> None: ...
+    def link_writable(self, peer: PeerID, writable: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -108,6 +112,8 @@ class Node:
         self.peers: dict[str, tuple[PeerID, LinkId]] = {}
         self.known: dict[str, PeerID] = {}
         self.store: StoreHook | None = None
+        self.files: Any = None  # a _filenode.FileManager, installed by the wrapper after start
+        self.presence: PresenceNode | None = None
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._all_failures: deque[float] = deque()
@@ -115,6 +121,7 @@ class Node:
         self._warned: dict[str, tuple[float, int]] = {}
         self._pairs: PairTable[LinkId] = PairTable()
         self._tick_handle: Any = None
+        self._tick_at: float | None = None
         self._closed = False
         # Shared with user threads: replaced whole under the condition's lock.
         self.changed = threading.Condition()
@@ -125,11 +132,11 @@ class Node:
         self.posted = 0
 
     # -- life cycle (core thread) -------------------------------------------------------------------
-    def start(self, engine: str | None = None) -> None:
-        """Open the transport and start looking for peers."""
-        self.store = _make_store(self, engine)
+    def start(self, engine: str | None = None, data_dir: Any = None, durable: bool = False) -> None:
+        """Open the stores' data_dir (if any), the transport, and start looking for peers."""
+        self.store = _make_store(self, engine, data_dir, durable)
+        self.presence = PresenceNode(self)
         self.transport.open(self.runtime.loop, self, self.local)
-        self._schedule_tick()
         self.start_looking()
 
     def start_looking(self) -> None:
@@ -163,6 +170,8 @@ class Node:
         """Disconnect, close the store and the transport, stop the timer."""
         if self._closed:
             return
+        if self.presence is not None:
+            self.presence.close()  # our state's removal goes out before the goodbyes
         self.disconnect()
         self._closed = True
         if self._tick_handle is not None:
@@ -172,6 +181,11 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
+        if self.files is not None:
+            try:
+                self.files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
         try:
             await self.transport.aclose()
         except Exception:
@@ -240,6 +254,13 @@ class Node:
             else:
                 self.blocked.add(entry.peer.id)
             self.changed.notify_all()
+        if self.store is not None:
+            try:
+                self.store.link_writable(entry.peer, writable)
+            except Exception:
+                log.exception("the store failed on link_writable")
+        if writable and self.files is not None:
+            self.files.writable(entry.peer.id)
 
     # -- sending (core thread) --------------------------------------------------------------------
     def send(self, kind: int, peer_ids: list[str], payload: bytes, reliable: bool) -> None:
@@ -290,6 +311,9 @@ class Node:
             self._flush(link, entry)
             events = entry.session.events()
             if not events:
+                deadline = entry.session.next_deadline()
+                if deadline is not None:
+                    self._arm(deadline)
                 return
             for event in events:
                 if isinstance(event, MessageReceived):
@@ -298,7 +322,7 @@ class Node:
                     self._on_hello(link, entry, event.hello)
                 elif isinstance(event, PeerOpened):
                     self._on_open(link, entry, event.hello)
-                elif isinstance(event, Closed):
+                elif isinstance(event, LinkClosed):
                     self._on_closed(link, entry, event)
 
     def _on_hello(self, link: LinkId, entry: _Link, hello: Hello) -> None:
@@ -410,11 +434,19 @@ class Node:
         self._publish()
         log.info("peer added: %r via %s", peer, entry.address)
         self.runtime.dispatch(_call_owner, self._owner, "peer_added", peer)
+        if self.presence is not None:
+            self.presence.peer_added(peer)
         if self.store is not None:
             try:
                 self.store.peer_added(peer)
             except Exception:
                 log.exception("the store failed on peer_added")
+        if self.files is not None:
+            try:
+                self.files.peer_added(peer)
+                self.wake_files()
+            except Exception:
+                log.exception("file transfers failed on peer_added")
 
     def _device_key(self, link: LinkId, address: str | None) -> str | None:
         """What identifies the remote device: the transport's key (a TLS certificate, an
@@ -465,7 +497,7 @@ class Node:
             for host in list(table)[: len(table) // 2]:
                 del table[host]
 
-    def _on_closed(self, link: LinkId, entry: _Link, event: Closed) -> None:
+    def _on_closed(self, link: LinkId, entry: _Link, event: LinkClosed) -> None:
         self.links.pop(link, None)
         waiting = self._pairs.on_closed(link)
         if event.auth_failed:
@@ -493,6 +525,14 @@ class Node:
                 self.store.peer_removed(peer)
             except Exception:
                 log.exception("the store failed on peer_removed")
+        if self.files is not None:
+            try:
+                self.files.peer_removed(peer)
+                self.wake_files()
+            except Exception:
+                log.exception("file transfers failed on peer_removed")
+        if self.presence is not None:
+            self.presence.peer_removed(peer)  # its presence_changed(peer, None) comes first
         self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
         for other in waiting:  # the peer's link ended: links held for it are judged again
             held = self.links.get(other)
@@ -514,31 +554,66 @@ class Node:
                 )
                 return
             self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload)
+        elif event.kind == Kind.PRESENCE and self.presence is not None:
+            self.presence.message(peer, event.payload, event.reliable)
         elif event.kind == Kind.STORE and self.store is not None:
             try:
                 self.store.message(peer, event.payload)
             except Exception:
                 log.exception("the store failed on a message from %r", peer)
+        elif event.kind == Kind.FILE and self.files is not None:
+            try:
+                self.files.message(peer, event.payload)
+                self.wake_files()
+            except Exception:
+                log.exception("file transfers failed on a message from %r", peer)
 
     def _publish(self) -> None:
         with self.changed:
             self.peers_snapshot = tuple(peer for peer, _ in self.peers.values())
             self.changed.notify_all()
 
-    def _schedule_tick(self) -> None:
-        interval = max(0.01, min(0.25, self.options.session.peer_timeout / 10))
-        self._tick_handle = self.runtime.loop.call_later(interval, self._tick)
+    def _arm(self, at: float) -> None:
+        """Make sure the timer fires no later than ``at`` (time.monotonic())."""
+        if self._closed or (self._tick_at is not None and self._tick_at <= at):
+            return
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        # A floor of MIN_TICK keeps a deadline that is already due from spinning the loop.
+        delay = max(MIN_TICK, at - time.monotonic())
+        self._tick_at = time.monotonic() + delay
+        self._tick_handle = self.runtime.loop.call_later(delay, self._tick)
 
     def _tick(self) -> None:
+        """Run the timers that are due (sessions, file transfers); re-arm for the next deadline."""
+        self._tick_handle = self._tick_at = None
         if self._closed:
             return
         now = time.monotonic()
         for link in list(self.links):
             entry = self.links.get(link)
-            if entry is not None:
+            if entry is None:
+                continue
+            deadline = entry.session.next_deadline()
+            if deadline is not None and deadline <= now:
                 entry.session.handle_timer(now)
-                self._pump(link)
-        self._schedule_tick()
+            self._pump(link)  # re-arms for this link's next deadline
+        if self.files is not None:
+            try:
+                self.files.tick(now)
+                deadline = self.files.next_deadline(now)
+            except Exception:
+                log.exception("file transfers failed on a timer")
+                deadline = now + 1.0
+            if deadline is not None:
+                self._arm(deadline)
+
+    def wake_files(self) -> None:
+        """A file transfer started or changed: make sure its timers run."""
+        if self.files is not None:
+            deadline = self.files.next_deadline(time.monotonic())
+            if deadline is not None:
+                self._arm(deadline)
 
 
 def _host_of(address: str) -> str:
@@ -550,12 +625,10 @@ def _host_of(address: str) -> str:
     return address
 
 
-def _make_store(node: Node, engine: str | None) -> StoreHook | None:
-    try:
-        from ._store import StoreManager  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the store module is optional until it lands
-        return None
-    manager: StoreHook = StoreManager(StoreHost(node), engine=engine)
+def _make_store(node: Node, engine: str | None, data_dir: Any = None, durable: bool = False) -> StoreHook:
+    from ._store import StoreManager  # imported on start: the store loads its engine lazily
+
+    manager: StoreHook = StoreManager(NodeStoreHost(node), engine=engine, data_dir=data_dir, durable=durable)
     return manager
 
 
@@ -601,7 +674,7 @@ def _ask_accept(
 Callback = Callable[..., None]
 
 
-class StoreHost:
+class NodeStoreHost:
     """The core's side of the store seam (see ``mpstore/_store.py``)."""
 
     def __init__(self, node: Node) -> None:
@@ -636,6 +709,10 @@ class StoreHost:
     def connected_peers(self) -> list[PeerID]:
         """The connected peers, in join order (core thread)."""
         return self._node.connected_peers()
+
+    def peer_rate(self, peer_id: str) -> float | None:
+        """The message rate the peer advertised, or None (core thread)."""
+        return self._node.peer_rates.get(peer_id)
 
     def peer_by_id(self, peer_id: str) -> PeerID | None:
         """Any peer seen so far, by id (core thread)."""

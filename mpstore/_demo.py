@@ -24,6 +24,13 @@ __all__ = ["run_demo"]
 
 NAMES = ["Ann", "Bob", "Cat", "Dan", "Eve", "Fay", "Gus", "Hal"]
 STORE = "scoreboard"
+LEGEND = (
+    "Each row is one device's own replica of the shared scoreboard. A column per player holds\n"
+    "that player's score as this replica sees it; 'mvp' is one key that every device sets to\n"
+    "its own name now and then (concurrent writes to one key: all replicas end with the same\n"
+    "winner); 'peers' is how many peers the device is connected to. When every row is the same,\n"
+    "the replicas agree."
+)
 
 
 class _Device(MultipeerConnectivity):
@@ -200,7 +207,7 @@ def _rich_view(demo: _Demo) -> tuple[Any, Any]:
     from rich.text import Text
 
     def render() -> Any:
-        table = Table(title=f"mpstore demo: shared '{STORE}'", caption=demo.phase)
+        table = Table(title=f"mpstore demo: shared '{STORE}'")
         for i, col in enumerate(demo.header()):
             table.add_column(col, justify="left" if i == 0 else "right")
         rows = demo.rows()
@@ -209,7 +216,7 @@ def _rich_view(demo: _Demo) -> tuple[Any, Any]:
             table.add_row(*row, style=style)
         with demo.lock:
             log = "\n".join(demo.events)
-        return Group(table, Text(log, style="dim"))
+        return Group(Text(LEGEND, style="dim"), table, Text(demo.phase, style="bold"), Text(log, style="dim"))
 
     live = Live(render(), refresh_per_second=10, transient=False)
     return live, lambda: live.update(render())
@@ -251,6 +258,7 @@ def run_demo(argv: Sequence[str] | None = None) -> int:
         else:
             code = demo.run(show)
             show()
+            print(LEGEND)
             widths = [
                 max(len(r[i]) for r in [demo.header(), *demo.rows()]) for i in range(len(demo.header()))
             ]

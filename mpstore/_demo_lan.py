@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._demo import NAMES, STORE
+from ._demo import LEGEND, NAMES, STORE
 from ._peer import PeerID
 from ._wrapper import MultipeerConnectivity
 
@@ -146,10 +146,13 @@ def run_processes(argv: Sequence[str] = ()) -> int:
     """Run the multi-process scoreboard demo; print a verdict; 0 on success."""
     p = argparse.ArgumentParser(prog="mpstore demo --processes")
     p.add_argument("--devices", type=int, default=4, help="3 to 8 device processes (default 4)")
-    p.add_argument("--seconds", type=float, default=8.0, help="length of the scoring (default 8)")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of the scoring, 2 to 14 (default 8)")
     args = p.parse_args(list(argv))
-    n = max(3, min(len(NAMES), args.devices))
-    t = max(2.0, min(30.0, args.seconds))
+    if not 3 <= args.devices <= len(NAMES):
+        p.error(f"--devices must be between 3 and {len(NAMES)}")
+    if not 2 <= args.seconds <= 14:
+        p.error("--seconds must be between 2 and 14")
+    n, t = args.devices, args.seconds
     names = NAMES[:n]
     t0 = time.monotonic()
 
@@ -194,6 +197,7 @@ def run_processes(argv: Sequence[str] = ()) -> int:
             if (equal and not lost) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        print(LEGEND)
         print(f"{'device':8}" + "".join(f"{m:>6}" for m in names) + "   mvp")
         for proc, board in zip(procs, boards, strict=True):
             row = "".join(f"{board.get(m, ''):>6}" for m in names)
@@ -227,9 +231,12 @@ def _main() -> int:
     p.add_argument("--name", default="device")
     p.add_argument("--dial", action="append", default=[])
     args, rest = p.parse_known_args()
-    if args.device:
-        return _device(args)
-    return run_processes(rest)
+    try:
+        if args.device:
+            return _device(args)
+        return run_processes(rest)
+    except KeyboardInterrupt:  # Ctrl-C reaches every device process: leave quietly
+        return 130
 
 
 if __name__ == "__main__":

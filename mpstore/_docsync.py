@@ -283,14 +283,16 @@ class DocSync:
         *,
         max_stores: int = 1024,
         max_message: int = 256 << 20,
+        open_doc: Callable[[str], EngineDoc] | None = None,
     ) -> None:
         self.local_id = local_id
         self._new_doc = new_doc
+        # Given, it makes every store's document instead (saved stores load from disk).
+        self._open_doc = open_doc
         self.max_stores = max_stores
         self.max_message = max_message
         # Reassembly of PART slices per peer: (message id, slices so far, expected count).
         self._parts: dict[str, tuple[int, list[bytes], int]] = {}
-        self._part_id = 0
         self.docs: dict[str, EngineDoc] = {}
         self.neighbours: dict[str, None] = {}  # insertion-ordered set
         self.their_neighbours: dict[str, frozenset[str]] = {}
@@ -327,18 +329,8 @@ class DocSync:
         kind = payload[1]
         self.stats.sent += 1
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
-        if len(payload) <= PART_SIZE:
-            self.outbox.append((peer, payload))
-            return
-        self._part_id += 1
-        count = -(-len(payload) // PART_SIZE)
-        for index in range(count):
-            out = bytearray((VERSION, K_PART))
-            write_varuint(out, self._part_id)
-            write_varuint(out, index)
-            write_varuint(out, count)
-            write_varbytes(out, payload[index * PART_SIZE : (index + 1) * PART_SIZE])
-            self.outbox.append((peer, bytes(out)))
+        # Whole messages: the outbox (mpstore/_outbox.py) bundles small ones and slices big ones.
+        self.outbox.append((peer, payload))
 
     # -- documents
 
@@ -346,7 +338,7 @@ class DocSync:
         """The document of store ``name``, created if needed (EngineUnavailable without engine)."""
         d = self.docs.get(name)
         if d is None:
-            d = self._new_doc()
+            d = self._new_doc() if self._open_doc is None else self._open_doc(name)
             self.docs[name] = d
         return d
 

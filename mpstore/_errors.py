@@ -20,9 +20,14 @@ Every error mpstore raises on purpose derives from :class:`MpstoreError`::
     │   ├── ServiceTypeNotDeclared               iOS refused the service type (error -72008)
     │   └── ServerRefused                        a Yjs server refused us (token, permission)
     ├── ProtocolError                            a peer sent something we cannot accept
+    ├── TransferFailed                           a file transfer did not complete
+    │   ├── TransferDeclined                     the receiver said no (or had no room)
+    │   └── TransferCancelled                    either side cancelled it
     └── StoreError                               the replicated store
         ├── EngineUnavailable (ImportError)      no CRDT engine can be loaded
-        └── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
+        ├── CorruptUpdate (ValueError)           a CRDT update or state vector is malformed
+        └── PersistError                         saving stores to disk (data_dir) failed
+            └── StoreLocked                      another process has the data_dir open
 
 A ``ProtocolError`` never reaches user code from the network: the offending connection is closed
 with a logged reason and everything else carries on.
@@ -42,12 +47,17 @@ __all__ = [
     "MessageTooLarge",
     "MpstoreError",
     "NotConnected",
+    "PersistError",
     "ProtocolError",
     "SendTimeout",
     "ServerRefused",
     "ServiceTypeNotDeclared",
     "StoreError",
+    "StoreLocked",
     "Timeout",
+    "TransferCancelled",
+    "TransferDeclined",
+    "TransferFailed",
     "TransportError",
     "TransportUnavailable",
 ]
@@ -121,6 +131,18 @@ class ProtocolError(MpstoreError):
     """A peer sent bytes that break the protocol; its connection is closed."""
 
 
+class TransferFailed(MpstoreError):
+    """A file transfer did not complete; nothing was shown as received."""
+
+
+class TransferDeclined(TransferFailed):
+    """The receiver declined the file, was busy, or had no room for it."""
+
+
+class TransferCancelled(TransferFailed):
+    """The transfer was cancelled by this side or by the peer."""
+
+
 class StoreError(MpstoreError):
     """An error of the replicated store."""
 
@@ -131,3 +153,11 @@ class EngineUnavailable(StoreError, ImportError):
 
 class CorruptUpdate(StoreError, ValueError):
     """A CRDT update or state vector is malformed or hostile; nothing was applied."""
+
+
+class PersistError(StoreError):
+    """Saving stores on disk failed (the in-memory stores keep working); the message says why."""
+
+
+class StoreLocked(PersistError):
+    """The data directory is open in another process (or another object of this one)."""

@@ -33,7 +33,8 @@ Rules:
   nodes further away are relayed and trusted like the store's relayed updates.
 * Relay: an accepted entry from neighbour S is forwarded to our other neighbours except S's
   announced neighbours and the owner (they hear it from S or the owner); in a full mesh nothing is
-  forwarded. Every participant gets every entry except its own.
+  forwarded. When S's announced neighbours lose Y, Y gets from us what came from S (repair).
+  Every participant gets every entry except its own.
 * Throttle: each entry is sent at most ``rate`` times per second to anyone; updates in between
   replace the pending one (latest kept), so a flood costs one pending entry, not a queue.
 * Unreliable with a reliable settle: updates go out unreliably (where the transport has it) and
@@ -58,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from ._errors import ProtocolError
+from ._errors import InvalidArgument, MessageTooLarge, ProtocolError
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -237,20 +238,34 @@ def parse_state(text: str, max_state_bytes: int = MAX_STATE_BYTES) -> Any:
 
 
 def encode_state(state: Any, max_state_bytes: int = MAX_STATE_BYTES) -> str | None:
-    """The JSON text of a user's state (None stays None); TypeError or ValueError if unfit."""
+    """The JSON text of a user's state (None stays None).
+
+    InvalidArgument (a TypeError) if it is not JSON or would not come back the same (NaN, a
+    non-str dict key); MessageTooLarge (a ValueError) over ``max_state_bytes``.
+    """
     if state is None:
         return None
     try:
         text = json.dumps(state, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise TypeError(f"presence state is not JSON-serialisable: {exc}") from None
+        raise InvalidArgument(f"presence state is not JSON-serialisable: {exc}") from None
+    todo = [state]
+    while todo:  # after dumps, which refuses cycles
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise InvalidArgument(f"dict keys must be str, not {type(key).__name__} ({key!r})")
+                todo.append(value)
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:  # lone surrogates: escape them so the text is valid UTF-8
         text = json.dumps(state, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
         size = len(text)
     if size > max_state_bytes:
-        raise ValueError(f"presence state is {size} bytes as JSON; the limit is {max_state_bytes}")
+        raise MessageTooLarge(f"presence state is {size} bytes as JSON; the limit is {max_state_bytes}")
     return text
 
 
@@ -365,15 +380,26 @@ class PresenceCore:
         self._mark(local, reliable=not self.config.unreliable)
         self._flush(now)
 
+    def leave(self, now: float) -> None:
+        """We are going: the removal of our state goes out now, reliably, throttle or not."""
+        local = self._local
+        if local.text is not None:
+            local.text = None
+            local.clock += 1
+            local.sent = float("-inf")
+            self._mark(local, reliable=True)
+            self._flush(now)
+
     # -- neighbours -----------------------------------------------------------------------------
     def peer_added(self, peer_id: str, now: float) -> None:
         """A neighbour connected: announce neighbours, send it everything we hold, renew ours."""
         self._peers[peer_id] = frozenset()
         self._announce_neighbours()
         if self._local.text is not None:
-            # A renewal: whoever dropped our entry at its current clock takes it back.
+            # A renewal, sent now: whoever dropped our entry at its current clock takes it back.
             self._local.clock += 1
             self._local.renewed = now
+            self._local.sent = float("-inf")
             self._mark(self._local, reliable=True)
         self._send_snapshot(peer_id)
         self._flush(now)
@@ -385,12 +411,9 @@ class PresenceCore:
         self._per_source.pop(peer_id, None)
         for client, entry in list(self._entries.items()):
             if entry.source == peer_id or (entry.owner.node == peer_id and not entry.owner.participant):
-                if entry.owner.node == peer_id:
-                    self._remove(client, entry, announce=True)
-                else:
-                    # Reachable another way, perhaps: forget the clock so a refill at the same
-                    # clock is taken, and tell the others it is gone through us.
-                    self._remove(client, entry, announce=True, forget=True)
+                # Perhaps reachable another way (even the peer itself): forget the clock so a
+                # refill at the same clock is taken, and tell those we served that it is gone.
+                self._remove(client, entry, announce=True, forget=True)
         self._announce_neighbours()
         self._flush(now)  # the removals go out before the requests (one ordered channel each)
         for other in self._peers:
@@ -501,7 +524,12 @@ class PresenceCore:
                 raise ProtocolError(f"{count} neighbours")
             names = frozenset(reader.varstring(64) for _ in range(count))
             reader.end()
+            lost = self._peers[peer_id] - names
             self._peers[peer_id] = names
+            for other in lost:
+                # We left what came from peer_id to it for ``other``; it can no longer deliver.
+                if other in self._peers:
+                    self._send_snapshot(other, source=peer_id)
             return
         if kind == K_REQUEST:
             reader.end()
@@ -578,8 +606,10 @@ class PresenceCore:
             return
         if text is None:
             if entry is not None:
+                # Same clock: the path was lost, not the state cleared; a refill may follow.
+                forget = clock == entry.clock
                 entry.clock = clock
-                self._remove(client, entry, announce=True)
+                self._remove(client, entry, announce=True, forget=forget)
             else:
                 self._bury(client, owner, clock)
             return
@@ -636,8 +666,12 @@ class PresenceCore:
             entry.reliable = entry.reliable and reliable
         entry.dirty = True
 
-    def _send_snapshot(self, peer_id: str) -> None:
-        items = [(c, e) for c, e in self._live_items() if e.owner.node != peer_id and e.source != peer_id]
+    def _send_snapshot(self, peer_id: str, source: str | None = None) -> None:
+        items = [
+            (c, e)
+            for c, e in self._live_items()
+            if e.owner.node != peer_id and e.source != peer_id and (source is None or e.source == source)
+        ]
         if items:
             self.outbox.append((peer_id, self._update_payload(items), True))
 

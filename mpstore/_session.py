@@ -50,10 +50,10 @@ from ._wire import FLAG_UNRELIABLE, Kind, Message, Reassembler, split_message
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "Closed",
     "Event",
     "Hello",
     "HelloReceived",
+    "LinkClosed",
     "LinkSession",
     "MessageReceived",
     "PeerOpened",
@@ -175,7 +175,7 @@ class PeerOpened:
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """A message (APP, STORE or a future kind) arrived on an open session."""
+    """A message (APP, STORE or PRESENCE) arrived on an open session."""
 
     kind: int
     payload: bytes
@@ -183,7 +183,7 @@ class MessageReceived:
 
 
 @dataclass(frozen=True)
-class Closed:
+class LinkClosed:
     """The session ended; ``clean`` if the peer said goodbye or we closed it ourselves."""
 
     reason: str
@@ -192,7 +192,7 @@ class Closed:
     auth_failed: bool = False
 
 
-Event = HelloReceived | PeerOpened | MessageReceived | Closed
+Event = HelloReceived | PeerOpened | MessageReceived | LinkClosed
 
 
 class LinkSession:
@@ -410,11 +410,15 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE):
+            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE):
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
-        if kind in (Kind.APP, Kind.STORE):
+        if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
             self._spend_token(now)
+            self._events.append(MessageReceived(kind, payload, message.reliable))
+        elif kind == Kind.FILE:
+            # Not rate-limited per message: chunks come only when the receiver asked for them,
+            # and the file layer bounds what a peer can make it queue.
             self._events.append(MessageReceived(kind, payload, message.reliable))
         # Other kinds are unknown to this version: ignored for forward compatibility.
 
@@ -460,7 +464,7 @@ class LinkSession:
         was_open = self.state is State.OPEN
         self.state = State.CLOSED
         self.close_reason = reason
-        self._events.append(Closed(reason, clean=False, was_open=was_open, auth_failed=True))
+        self._events.append(LinkClosed(reason, clean=False, was_open=was_open, auth_failed=True))
 
     def _maybe_open(self) -> None:
         if (
@@ -489,7 +493,7 @@ class LinkSession:
         was_open = self.state is State.OPEN
         self.state = State.CLOSED
         self.close_reason = reason
-        self._events.append(Closed(reason, clean, was_open))
+        self._events.append(LinkClosed(reason, clean, was_open))
 
 
 def _reason_bytes(reason: str) -> bytes:

@@ -16,11 +16,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
-from ._docsync import PART_SIZE, DocSync, StoreUpdated, check_store_name, encode_bundle
+from ._docsync import DocSync, StoreUpdated, check_store_name
 from ._errors import Closed, ConfigurationError, InvalidArgument, Timeout
+from ._outbox import Outbox
+from ._persist import Persistence
 from ._values import MISSING, ValueDecodeError, check_key, decode_value, encode_value
 from .engines import ENGINE_NAMES, Engine, load_engine
 from .engines.base import EngineDoc
@@ -43,10 +44,9 @@ MAX_IN_FLIGHT = 4096
 
 T = TypeVar("T")
 
-#: Store messages per second to one peer sent one by one; above it they go out in bundles
-#: every PACE_DELAY seconds, well under the session's per-peer message rate limit.
-STORE_MESSAGE_RATE = 1000.0
-PACE_DELAY = 0.01
+#: Bytes of store messages handed to one link per turn of the core loop; more waits for the
+#: next turn, after the transport has had its chance to report the link not writable.
+RELEASE_BYTES = 1 << 20
 #: wait_for re-checks its predicate at least this often (seconds).
 WAIT_POLL = 0.1
 _NOTHING: Any = object()
@@ -118,10 +118,16 @@ class StoreChange:
         )
 
 
+class _Observed(Protocol):
+    """What a Subscription belongs to: a SharedDict, or a node's presence."""
+
+    def _unsubscribe(self, sub: Subscription) -> None: ...
+
+
 class Subscription:
     """A registered observer; :meth:`cancel` stops further callbacks."""
 
-    def __init__(self, store: SharedDict, callback: Callable[[StoreChange], Any]) -> None:
+    def __init__(self, store: _Observed, callback: Callable[[Any], Any]) -> None:
         self._store = store
         self.callback = callback
         self.active = True
@@ -133,7 +139,7 @@ class Subscription:
         with self._running:
             self._store._unsubscribe(self)
 
-    def _run(self, change: StoreChange) -> None:
+    def _run(self, change: Any) -> None:
         with self._running:
             if self.active:
                 self.callback(change)
@@ -143,6 +149,47 @@ class Subscription:
 
     def __exit__(self, *exc: object) -> None:
         self.cancel()
+
+
+_RawChange = tuple["str | None", "str | None", Any]
+
+
+class _Changes(Mapping[str, tuple[Any, Any]]):
+    """``key -> (old, new)`` of one StoreChange, decoded on first use (on the dispatcher
+    thread, and not at all when nobody looks)."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: dict[str, _RawChange]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, tuple[Any, Any]] | None = None
+
+    def _get(self) -> dict[str, tuple[Any, Any]]:
+        decoded = self._decoded
+        if decoded is None:
+            decoded = {}
+            for key, (old_raw, new_raw, new_value) in self._raw.items():
+                old = MISSING if old_raw is None else decode_value(old_raw)
+                if new_value is _NOTHING:
+                    new_value = MISSING if new_raw is None else decode_value(new_raw)
+                decoded[key] = (old, new_value)
+            self._decoded = decoded
+        return decoded
+
+    def __getitem__(self, key: str) -> tuple[Any, Any]:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __repr__(self) -> str:
+        return repr(self._get())
 
 
 class _Batch:
@@ -171,6 +218,8 @@ class SharedDict(MutableMapping[str, Any]):
         self._closed = False
         self._subs: list[Subscription] = []
         self._local = threading.local()
+        # Set before the store is handed out: its writes are on disk before they return.
+        self._durable = False
         # Writes handed to the core thread but not applied yet: key -> (write id, raw or None
         # for a delete). Reads on every thread see them at once; the core drops each entry
         # when it has applied that write (a local write always wins locally in Yjs).
@@ -374,6 +423,18 @@ class SharedDict(MutableMapping[str, Any]):
             return
         self._manager._call(lambda: self._manager._transact(self, {}, list(self._data)))
 
+    def flush(self) -> None:
+        """Wait until every earlier write is applied and, for a saved store, on disk (fsync).
+
+        Raises :class:`mpstore.PersistError` if the disk refused it (the data stays in memory).
+        """
+        self._manager._call(lambda: self._manager._persist.flush(self._name))
+
+    @property
+    def persistent(self) -> bool:
+        """True if this store is saved on disk (see ``data_dir``)."""
+        return bool(self._manager._call(lambda: self._manager._persist.persists(self._name)))
+
     def batch(self) -> _BatchContext:
         """A context manager: every write inside it is one transaction, sent as one update.
 
@@ -430,26 +491,28 @@ class SharedDict(MutableMapping[str, Any]):
 
     # -- core thread side
 
-    def _apply(self, changes: Mapping[str, str | None]) -> dict[str, tuple[Any, Any]]:
-        """Core thread: write changes into the mirror; return the visible ``(old, new)``."""
-        out: dict[str, tuple[Any, Any]] = {}
+    def _apply(self, changes: Mapping[str, str | None], trusted: bool = False) -> dict[str, _RawChange]:
+        """Core thread: write changes into the mirror; return what visibly changed, as raw
+        ``(old, new, decoded new or _NOTHING)``. ``trusted``: values we encoded ourselves."""
+        out: dict[str, _RawChange] = {}
+        data = self._data
         with self._cond:
             for key, raw in changes.items():
-                new_value: Any = MISSING
-                if raw is not None:
+                new_value: Any = _NOTHING
+                if raw is not None and not trusted:
                     try:
                         new_value = decode_value(raw)
                     except ValueDecodeError as exc:
                         log.warning("store %r key %r: undecodable value hidden: %s", self._name, key, exc)
                         raw = None
-                old_raw = self._data.get(key)
+                old_raw = data.get(key)
                 if old_raw == raw:
                     continue
                 if raw is None:
-                    del self._data[key]
+                    del data[key]
                 else:
-                    self._data[key] = raw
-                out[key] = (MISSING if old_raw is None else decode_value(old_raw), new_value)
+                    data[key] = raw
+                out[key] = (old_raw, raw, new_value)
             if out:
                 self._version += 1
                 self._cond.notify_all()
@@ -573,6 +636,8 @@ class StoreManager:
         engine: str | Engine | None = None,
         *,
         max_stores: int = 1024,
+        data_dir: Any = None,
+        durable: bool = False,
     ) -> None:
         if isinstance(engine, str) and engine not in (*ENGINE_NAMES, "auto"):
             raise ConfigurationError(f"unknown store engine {engine!r}: use 'auto', 'pycrdt' or 'python'")
@@ -580,16 +645,22 @@ class StoreManager:
         local_id = host.local_id
         self._engine_choice = engine
         self._engine: Engine | None = engine if isinstance(engine, Engine) else None
-        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores)
+        self._persist = Persistence(data_dir, durable=durable, schedule=host.call_later)
+        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores, open_doc=self._open_doc)
+        self.close_error: Exception | None = None
         self._stores: dict[str, SharedDict] = {}
         self._peers: dict[str, Any] = {}
-        self._queues: dict[str, list[bytes]] = {}
-        self._buckets: dict[str, list[float]] = {}
-        self._pacing = False
+        self._outbox = Outbox()
+        self._timer_at: float | None = None
+        self._releasing = False
         self._lock = threading.Lock()
         self._closed = False
         self._writes = itertools.count(1)
-        self._in_flight = 0
+        # Writes made on user threads, not applied yet, in the order they were made; the core
+        # takes them all at each wake-up (one posted drain at a time).
+        self._queue: list[tuple[SharedDict, dict[str, str], list[str], int]] = []
+        self._qlock = threading.Lock()
+        self._drain_posted = False
         self._participants: dict[str, Participant] = {}
         self._participant_ids = itertools.count(1)
 
@@ -609,26 +680,39 @@ class StoreManager:
             self._engine = load_engine(choice if isinstance(choice, str) else None)
         return self._engine.new_doc()
 
+    def _open_doc(self, name: str) -> EngineDoc:
+        self._new_doc()  # loads the engine
+        assert self._engine is not None
+        return self._persist.new_doc(name, self._engine.new_doc)
+
     def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise Closed("the store was closed (end_all)")
-        return self._host.call(fn)
+
+        def run() -> T:
+            self._drain()  # every earlier write of this thread is applied first
+            return fn()
+
+        return self._host.call(run)
 
     # -- user side
 
-    def shared_dict(self, name: str) -> SharedDict:
+    def shared_dict(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
         """The store ``name`` (the same object for the same name); any thread."""
         check_store_name(name)
-        with self._lock:
-            store = self._stores.get(name)
-        if store is not None:
-            return store
-        return self._call(lambda: self._open(name))
+        if persist is None and durable is None:
+            with self._lock:
+                store = self._stores.get(name)
+            if store is not None:
+                return store
+        return self._call(lambda: self._open(name, persist, durable))
 
-    def _open(self, name: str) -> SharedDict:
+    def _open(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
+        self._persist.choose(name, persist, durable, held=name in self._sync.docs)
         with self._lock:
             store = self._stores.get(name)
             if store is not None:
+                store._durable = self._persist.is_durable(name)
                 return store
         doc = self._sync.doc(name)
         entries: dict[str, str] = {}
@@ -640,6 +724,7 @@ class StoreManager:
                 continue
             entries[key] = raw
         store = SharedDict(self, name, entries)
+        store._durable = self._persist.is_durable(name)
         with self._lock:
             self._stores[name] = store
         return store
@@ -650,121 +735,151 @@ class StoreManager:
             return list(self._stores.values())
 
     def _write(self, store: SharedDict, sets: dict[str, str], deletes: list[str]) -> None:
-        """One transaction for a user write, without waiting for the core thread.
+        """Queue a user write for the core thread, without waiting for it.
 
-        The write shows in reads at once (pending overlay) and the core applies writes in the
-        order they were made; past MAX_IN_FLIGHT unapplied writes, the writer waits instead, so
-        a writer faster than the core cannot grow memory without bound.
+        The write shows in reads at once (pending overlay). The core applies queued writes in
+        the order they were made, merging the writes it finds queued when it wakes into one
+        transaction per run of writes to the same store. Past MAX_IN_FLIGHT queued writes, the
+        writer waits for the core, so a writer faster than the core cannot grow memory without
+        bound.
         """
         if self._closed:
             raise Closed("the store was closed (end_all)")
-        with self._lock:
-            busy = self._in_flight >= MAX_IN_FLIGHT
-            if not busy:
-                self._in_flight += 1
-        if busy:
+        if store._durable:  # on disk before returning: wait for the core thread
             self._call(lambda: self._transact(store, sets, deletes))
             return
-        write = next(self._writes)
-        keys = [*sets, *deletes]
+        # Under the store's lock the write ids of one store are queued in increasing order,
+        # which _commit_run relies on to drop overlay entries.
         with store._lock:
+            write = next(self._writes)
+            pending = store._pending
             for key in deletes:
-                store._pending[key] = (write, None)
+                pending[key] = (write, None)
             for key, raw in sets.items():
-                store._pending[key] = (write, raw)
-
-        def apply() -> None:
+                pending[key] = (write, raw)
+            with self._qlock:
+                self._queue.append((store, sets, deletes, write))
+                size = len(self._queue)
+                post = not self._drain_posted
+                self._drain_posted = True
+        if post:
             try:
-                self._transact(store, sets, deletes)
-            except Exception:
-                log.exception("store %r: a write failed on the core thread", store.name)
-            finally:
-                store._forget_pending(write, keys)
-                with self._lock:
-                    self._in_flight -= 1
-
-        try:
-            self._host.post(apply)
-        except BaseException:
-            store._forget_pending(write, keys)
-            with self._lock:
-                self._in_flight -= 1
-            raise
+                self._host.post(self._drain)
+            except BaseException:
+                with self._qlock:
+                    self._drain_posted = False
+                    self._queue = [item for item in self._queue if item[3] != write]
+                store._forget_pending(write, [*sets, *deletes])
+                raise
+        if size > MAX_IN_FLIGHT:
+            self._call(lambda: None)
 
     # -- core thread
+
+    def _drain(self) -> None:
+        """Core thread: apply every queued write; one transaction per run of one store."""
+        with self._qlock:
+            items, self._queue = self._queue, []
+            self._drain_posted = False
+        if not items:
+            return
+        run: SharedDict | None = None
+        merged: dict[str, str | None] = {}
+        last = 0
+        for store, sets, deletes, write in items:
+            if store is not run:
+                if run is not None:
+                    self._commit_run(run, merged, last)
+                run, merged = store, {}
+            for key in deletes:
+                merged.pop(key, None)
+                merged[key] = None
+            for key, raw in sets.items():
+                merged.pop(key, None)
+                merged[key] = raw
+            last = write
+        assert run is not None
+        self._commit_run(run, merged, last)
+        self._flush()
+
+    def _commit_run(self, store: SharedDict, merged: dict[str, str | None], last: int) -> None:
+        sets = {k: v for k, v in merged.items() if v is not None}
+        deletes = [k for k, v in merged.items() if v is None]
+        try:
+            raw = self._sync.transact(store.name, sets, deletes)
+            self._report(store, raw, None)
+        except Exception:
+            log.exception("store %r: a write failed on the core thread", store.name)
+        finally:
+            with store._lock:
+                pending = store._pending
+                for key in merged:
+                    entry = pending.get(key)
+                    if entry is not None and entry[0] <= last:
+                        del pending[key]
 
     def _transact(self, store: SharedDict, sets: dict[str, str], deletes: list[str]) -> None:
         raw = self._sync.transact(store.name, sets, deletes)
         self._flush()
         self._report(store, raw, None)
+        if store._durable:
+            self._persist.after_write(store.name)
 
     def _report(self, store: SharedDict, raw: Mapping[str, str | None], peer: Any | None) -> None:
         if not raw:
             return
-        changes = store._apply(raw)
-        if changes:
-            change = StoreChange(store.name, MappingProxyType(changes), peer)
-            self._host.dispatch(lambda: store._deliver(change))
+        applied = store._apply(raw, trusted=peer is None)
+        if applied:
+            self._host.dispatch(lambda: store._deliver(StoreChange(store.name, _Changes(applied), peer)))
 
     def _flush(self) -> None:
+        touched: dict[str, None] = {}
+        outbox = self._outbox
         for pid, payload in self._sync.take_outbox():
             participant = self._participants.get(pid)
             if participant is not None:
                 participant._deliver(payload)
-                continue
-            queue = self._queues.get(pid)
-            if queue is None and self._take_token(pid):
-                self._send_now(pid, payload)
-                continue
-            if queue is None:
-                queue = self._queues[pid] = []
-            queue.append(payload)
-            if not self._pacing:
-                self._pacing = True
-                self._host.call_later(PACE_DELAY, self._pace)
+            elif pid in outbox:
+                outbox.push(pid, payload)
+                touched[pid] = None
+        for pid in touched:
+            self._release(pid)
         for ev in self._sync.take_events():
             self._event(ev)
 
-    def _take_token(self, pid: str) -> bool:
-        now = time.monotonic()
-        bucket = self._buckets.get(pid)
-        if bucket is None:
-            bucket = self._buckets[pid] = [STORE_MESSAGE_RATE, now]
-        bucket[0] = min(STORE_MESSAGE_RATE, bucket[0] + (now - bucket[1]) * STORE_MESSAGE_RATE)
-        bucket[1] = now
-        if bucket[0] >= 1:
-            bucket[0] -= 1
-            return True
-        return False
-
-    def _pace(self) -> None:
-        """Core thread: send what waited, as few bundles as the size limit allows."""
-        self._pacing = False
-        if self._closed:
-            return
-        queues, self._queues = self._queues, {}
-        for pid, queue in queues.items():
-            group: list[bytes] = []
-            size = 0
-            for payload in queue:
-                if group and size + len(payload) > PART_SIZE:
-                    self._send_group(pid, group)
-                    group, size = [], 0
-                group.append(payload)
-                size += len(payload)
-            self._send_group(pid, group)
-
-    def _send_group(self, pid: str, group: list[bytes]) -> None:
-        self._send_now(pid, group[0] if len(group) == 1 else encode_bundle(group))
-
-    def _send_now(self, pid: str, payload: bytes) -> None:
+    def _release(self, pid: str) -> None:
+        """Core thread: hand ``pid`` what its outbox lets go now; come back for the rest."""
         peer = self._peers.get(pid)
         if peer is None:
             return
-        try:
-            self._host.send_sync(peer, payload)
-        except Exception as exc:
-            log.warning("store message to %r not sent: %s", peer, exc)
+        now = time.monotonic()
+        for message in self._outbox.take(pid, now, RELEASE_BYTES):
+            try:
+                self._host.send_sync(peer, message)
+            except Exception as exc:
+                log.warning("store message to %r not sent: %s", peer, exc)
+        if self._outbox.has_work(pid):
+            # Either over its rate, or RELEASE_BYTES went out this turn: let the transport
+            # report its buffer (link_writable) before more goes.
+            self._schedule(now)
+
+    def _schedule(self, now: float) -> None:
+        at = self._outbox.next_deadline(now)
+        if at is None:
+            return
+        at = max(at, now + 0.0005)
+        if self._timer_at is not None and self._timer_at <= at:
+            return
+        self._timer_at = at
+        self._host.call_later(at - now, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_at = None
+        if self._closed:
+            return
+        for pid in list(self._peers):
+            if self._outbox.has_work(pid):
+                self._release(pid)
 
     def _event(self, ev: StoreUpdated) -> None:
         with self._lock:
@@ -784,6 +899,8 @@ class StoreManager:
 
     def _peer_added(self, peer: Any) -> None:
         self._peers[peer.id] = peer
+        rate = getattr(self._host, "peer_rate", None)
+        self._outbox.add_peer(peer.id, rate(peer.id) if rate is not None else None, time.monotonic())
         self._sync.peer_added(peer.id)
 
     def peer_removed(self, peer: Any) -> None:
@@ -793,8 +910,15 @@ class StoreManager:
     def _peer_removed(self, peer: Any) -> None:
         self._sync.peer_removed(peer.id)
         self._peers.pop(peer.id, None)
-        self._queues.pop(peer.id, None)
-        self._buckets.pop(peer.id, None)
+        self._outbox.remove_peer(peer.id)
+
+    def link_writable(self, peer: Any, writable: bool) -> None:
+        """Core thread: the peer's link crossed its high (False) or low (True) water mark."""
+        if self._closed:
+            return
+        self._outbox.set_writable(peer.id, writable)
+        if writable:
+            self._release(peer.id)
 
     # -- plain y-protocols participants (Seam A)
 
@@ -864,3 +988,4 @@ class StoreManager:
         self._closed = True
         for store in self.stores():
             store._close()
+        self.close_error = self._persist.close()

@@ -38,6 +38,8 @@ class Kind(IntEnum):
     AUTH = 0x06
     APP = 0x10
     STORE = 0x20
+    PRESENCE = 0x30
+    FILE = 0x40
 
 
 def split_message(kind: int, payload: bytes, max_frame_size: int, reliable: bool) -> list[bytes]:

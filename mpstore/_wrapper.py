@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -20,7 +21,10 @@ from ._errors import (
     NotConnected,
     SendTimeout,
     Timeout,
+    TransferDeclined,
 )
+from ._filenode import FileLimits, FileManager, FileTransfer, hash_file
+from ._files import FileRef
 from ._peer import (
     PeerID,
     new_peer_id,
@@ -28,6 +32,7 @@ from ._peer import (
     validate_display_name,
     validate_service_type,
 )
+from ._presence_node import Presence
 from ._runtime import Runtime
 from ._session import SessionConfig
 from ._wire import Kind
@@ -50,6 +55,11 @@ class MultipeerConnectivity:
     :meth:`accept_peer` accepts (on both sides). Callbacks run one at a time on one
     dispatcher thread; for each peer ``peer_added`` comes before any ``receive`` from it and
     ``peer_removed`` after the last.
+
+    ``data_dir``: save every shared_dict of this object in that directory (SQLite; see
+    docs/PERSISTENCE.md): a store shows its saved content at once and then exchanges only the
+    difference with peers. Writes reach the disk within 50 ms; ``durable=True`` makes each write
+    return only once it is on disk. One process at a time may open a data_dir.
     """
 
     def __init__(
@@ -67,6 +77,10 @@ class MultipeerConnectivity:
         secret: str | bytes | None = None,
         handshake_timeout: float = 5.0,
         max_message_rate: float | None = 5000.0,
+        data_dir: str | os.PathLike[str] | None = None,
+        durable: bool = False,
+        file_dir: str | os.PathLike[str] | None = None,
+        file_limits: FileLimits | None = None,
     ) -> None:
         self._closed = True  # until fully started, so a failed __init__ leaves nothing behind
         validate_display_name(display_name)
@@ -106,12 +120,15 @@ class MultipeerConnectivity:
         self._runtime = Runtime(f"{display_name[:16]}-{local.peer_id[:6]}")
         self._node = Node(self._runtime, self._transport, local, options, weakref.ref(self))
         try:
-            self._runtime.call(self._node.start, engine, timeout=30)
+            self._runtime.call(self._node.start, engine, data_dir, durable, timeout=30)
         except BaseException:
             _shutdown(self._runtime, self._node)
             raise
         self._closed = False
         self._finalizer = weakref.finalize(self, _shutdown, self._runtime, self._node)
+        self._file_dir = None if file_dir is None else os.path.abspath(os.fspath(file_dir))
+        files = FileManager(self._node, file_limits or FileLimits(), self._file_dir)
+        self._runtime.call(setattr, self._node, "files", files)
 
     # -- callbacks to override --------------------------------------------------------------------
     def peer_added(self, peer: PeerID) -> None:
@@ -133,16 +150,113 @@ class MultipeerConnectivity:
     def store_changed(self, store: Any, change: Any) -> None:
         """Called after any shared_dict of this object changed; override in a subclass."""
 
+    def accept_file(self, transfer: FileTransfer, from_peer: PeerID) -> bool | str | os.PathLike[str]:
+        """A peer offers a file: return a folder to save it in, True for ``file_dir``, or False.
+
+        The default accepts into ``file_dir`` when one was given, and declines otherwise. Keep
+        ``transfer`` to watch its progress. The name is sanitised before the file is created.
+        """
+        return self._file_dir is not None
+
+    def file_received(self, transfer: FileTransfer, from_peer: PeerID) -> None:
+        """Called when an accepted file arrived whole and its SHA-256 matched (``transfer.path``)."""
+        print("File from", from_peer.display_name, "-", transfer.path)
+
+    # -- files --------------------------------------------------------------------------------------
+    def send_file(
+        self, path: str | os.PathLike[str], to_peer: Any = None, *, name: str | None = None
+    ) -> FileTransfer:
+        """Offer a file to all peers (None), one PeerID or a list; return its transfer handle.
+
+        The file is hashed first (in this thread), then each peer's ``accept_file`` decides and
+        pulls it in chunks. ``handle.wait()`` returns when every peer has it verified, and raises
+        mpstore.TransferFailed (TransferDeclined, TransferCancelled) for a peer that did not.
+        """
+        self._check_open()
+        targets = self._targets(to_peer, self._node.peers_snapshot)
+        if not targets:
+            raise TransferDeclined("no peer to send the file to")
+        files = self._files()
+        ref, hashes = _hash_checked(path, name, files.limits.max_file_size)
+        result: FileTransfer = self._runtime.call(files.offer, os.fspath(path), ref, hashes, targets)
+        return result
+
+    def share_file(self, path: str | os.PathLike[str], *, name: str | None = None) -> dict[str, Any]:
+        """Serve a file to peers that ask for it; return its token (a dict to put into a store).
+
+        The token holds the file's SHA-256, size, name, media type and chunk-hash root, not its
+        bytes: any peer that fetched it serves it too, so a late joiner can get it from whoever
+        is connected. The file must not change while it is shared.
+        """
+        self._check_open()
+        files = self._files()
+        ref, hashes = _hash_checked(path, name, files.limits.max_file_size)
+        self._runtime.call(files.register, os.fspath(path), ref, hashes)
+        return ref.to_value()
+
+    def fetch_file(self, token: Any, folder: str | os.PathLike[str] | None = None) -> FileTransfer:
+        """Get the bytes of a shared file (its token) from any connected peer that has them.
+
+        Returns at once with a transfer handle; ``handle.wait()`` gives the saved path. A file
+        this object already holds is not fetched again (its path is returned).
+        """
+        self._check_open()
+        files = self._files()
+        try:
+            ref = FileRef.from_value(token)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if ref.size > files.limits.max_file_size:
+            raise TransferDeclined(f"{ref.size} bytes is over max_file_size ({files.limits.max_file_size})")
+        where = folder if folder is not None else self._file_dir
+        if where is None:
+            raise ConfigurationError("fetch_file needs a folder (or file_dir= on the constructor)")
+        target = os.path.abspath(os.fspath(where))
+        node = self._node
+
+        def start() -> FileTransfer:
+            sources = [p.id for p in node.connected_peers()]
+            transfer = files.fetch(ref, target, sources)
+            node.wake_files()
+            return transfer
+
+        result: FileTransfer = self._runtime.call(start)
+        return result
+
+    def _files(self) -> FileManager:
+        files = self._node.files
+        assert isinstance(files, FileManager)
+        return files
+    def presence_changed(self, peer: PeerID, state: Any) -> None:
+        """Called when a peer's presence state changed (None: it went away); override it."""
+
+    # -- presence ---------------------------------------------------------------------------------
+    @property
+    def presence(self) -> Presence:
+        """Who is here and what they are doing: set our JSON state, read everyone else's."""
+        self._check_open()
+        presence = self._node.presence
+        assert presence is not None
+        return presence.facade
+
     # -- the replicated store ---------------------------------------------------------------------
-    def shared_dict(self, name: str) -> Any:
-        """The replicated dictionary called ``name`` (the same object for the same name)."""
+    def shared_dict(
+        self, name: str, *, persist: bool | str | os.PathLike[str] | None = None, durable: bool | None = None
+    ) -> Any:
+        """The replicated dictionary called ``name`` (the same object for the same name).
+
+        ``persist``: None follows the object's ``data_dir``; False keeps this store in memory
+        only; a path saves it in that directory. ``durable``: True makes each write to it
+        return only once it is on disk. Both are decided by the first call, before the store
+        is held (a peer's data creates it too): a later call that contradicts them raises.
+        """
         self._check_open()
         store = self._node.store
         if store is None:
             from ._errors import EngineUnavailable
 
             raise EngineUnavailable("the replicated store is not available in this build")
-        return store.shared_dict(name)  # type: ignore[attr-defined]
+        return store.shared_dict(name, persist, durable)  # type: ignore[attr-defined]
 
     def connect_server(
         self,
@@ -388,6 +502,9 @@ class MultipeerConnectivity:
             except Exception:
                 log.exception("closing %r failed", server)
         _shutdown(self._runtime, self._node)
+        error = getattr(self._node.store, "close_error", None)
+        if error is not None:
+            raise error  # the last writes stayed in memory: the disk refused them
 
     def __enter__(self) -> MultipeerConnectivity:
         self._check_open()
@@ -406,6 +523,17 @@ class MultipeerConnectivity:
     def _check_open(self) -> None:
         if self._closed:
             raise Closed("this object was ended with end_all(); make a new one")
+
+
+def _hash_checked(
+    path: str | os.PathLike[str], name: str | None, max_size: int
+) -> tuple[FileRef, list[bytes]]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {os.fspath(path)!r}")
+    size = os.path.getsize(path)
+    if size > max_size:
+        raise TransferDeclined(f"{os.fspath(path)!r} is {size} bytes, over max_file_size ({max_size})")
+    return hash_file(path, name)
 
 
 class _Pacer:

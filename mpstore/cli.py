@@ -1,4 +1,4 @@
-"""The ``mpstore`` command line: ``chat``, ``peers``, ``demo`` and ``--version``.
+"""The ``mpstore`` command line: ``chat``, ``peers``, ``demo``, ``send``, ``receive``, ``--version``.
 
 prompt_toolkit (for ``chat``) and the LAN transport's dependencies are imported only by the
 commands that need them.
@@ -24,6 +24,34 @@ from ._wrapper import MultipeerConnectivity
 __all__ = ["main"]
 
 
+#: The demos' ranges, the same in both modes.
+DEMO_DEVICES = (3, 8)
+DEMO_SECONDS = (2.0, 14.0)
+
+
+def _nonnegative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _in_range(kind: type, low: float, high: float) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+        return value
+
+    return parse
+
+
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
@@ -39,7 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="a line chat with everyone on the same service")
     chat.add_argument("--name", required=True, help="your display name")
     chat.add_argument("--service", default="chat", help="service type (default: chat)")
-    chat.add_argument("--transport", default="auto", help="auto (default), lan or memory")
+    chat.add_argument(
+        "--transport",
+        default="auto",
+        choices=["auto", "lan", "memory", "mc"],
+        help="auto (default: the LAN; Multipeer Connectivity in Pythonista), lan, memory or mc",
+    )
+    chat.add_argument("--secret", default=None, help="group secret: only peers with the same secret can join")
     chat.add_argument("--host", default=None, help="LAN: address to listen on (default: all)")
     chat.add_argument("--port", type=int, default=0, help="LAN: port to listen on (default: any)")
     chat.add_argument(
@@ -49,36 +83,72 @@ def _parser() -> argparse.ArgumentParser:
 
     peers = sub.add_parser("peers", help="list the services of a type found on the LAN")
     peers.add_argument("--service", default="chat", help="service type (default: chat)")
-    peers.add_argument("--wait", type=float, default=3.0, help="seconds to listen (default: 3)")
+    peers.add_argument(
+        "--wait", type=_nonnegative, default=3.0, help="seconds to listen, 0 or more (default: 3)"
+    )
     peers.add_argument(
         "--interface", action="append", default=None, help="interface name or address (repeatable)"
     )
 
     demo = sub.add_parser(
         "demo",
-        help="a self-checking demonstration with several devices: one OS process each over TLS "
-        "on 127.0.0.1 (--memory: all in this process, with a partition and its healing)",
+        help="a self-checking demonstration with several devices",
+        description="Devices score on a shared scoreboard at once; one joins late and receives a "
+        "snapshot; the demo ends by itself with a VERDICT line, exit 0 when every replica is equal "
+        "and no point was lost. By default each device is an OS process talking TLS on 127.0.0.1 "
+        "(one leaves and rejoins); --memory runs them all in this process on the in-memory network "
+        "(with a partition and its healing).",
     )
-    demo.add_argument("args", nargs=argparse.REMAINDER, help="options passed to the demo")
+    mode = demo.add_mutually_exclusive_group()
+    mode.add_argument("--memory", action="store_true", help="every device in this process")
+    mode.add_argument(
+        "--processes", action="store_true", help="one OS process per device (default with the LAN extra)"
+    )
+    low, high = DEMO_DEVICES
+    demo.add_argument(
+        "--devices",
+        type=_in_range(int, low, high),
+        default=None,
+        help=f"{low} to {high} devices (default: 4 processes, 5 in memory)",
+    )
+    low_s, high_s = DEMO_SECONDS
+    demo.add_argument(
+        "--seconds",
+        type=_in_range(float, low_s, high_s),
+        default=None,
+        help=f"length of the scoring, {low_s:g} to {high_s:g} s (default: 8 processes, 10 in memory)",
+    )
+    demo.add_argument("--seed", type=int, default=None, help="--memory: random seed")
+    demo.add_argument("--plain", action="store_true", help="--memory: plain text, no live table")
+    from ._filecli import add_parsers
+
+    add_parsers(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["demo"]:  # everything after 'demo' belongs to the demo, options included
-        return _demo(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.version:
             return _version()
+        if args.command == "demo":
+            return _demo(args)
         if args.command == "chat":
             return _chat(args)
         if args.command == "peers":
             return _peers(args)
+        if args.command in ("send", "receive"):
+            from ._filecli import run_receive, run_send
+
+            return run_send(args) if args.command == "send" else run_receive(args)
     except MpstoreError as exc:
         print(f"mpstore: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mpstore: interrupted", file=sys.stderr)
+        return 130
     _parser().print_help()
     return 0
 
@@ -94,12 +164,15 @@ def _version() -> int:
     return 0
 
 
-def _demo(argv: list[str]) -> int:
+def _demo(args: argparse.Namespace) -> int:
     """One OS process per device over TLS on 127.0.0.1 when the LAN extra is installed
     (``--processes`` insists on it); ``--memory`` runs every device in this process."""
-    mode = "auto"
-    if argv[:1] in (["--processes"], ["--memory"]):
-        mode, argv = argv[0][2:], argv[1:]
+    mode = "memory" if args.memory else "processes" if args.processes else "auto"
+    argv: list[str] = []
+    if args.devices is not None:
+        argv += ["--devices", str(args.devices)]
+    if args.seconds is not None:
+        argv += ["--seconds", repr(args.seconds)]
     if mode == "auto":
         mode = "processes" if _lan_available() else "memory"
         if mode == "memory":
@@ -117,6 +190,10 @@ def _demo(argv: list[str]) -> int:
     except ImportError as exc:
         print(f"mpstore demo is not available in this build ({exc})", file=sys.stderr)
         return 2
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    if args.plain:
+        argv.append("--plain")
     result = demo.run_demo(argv)
     return int(result)
 
@@ -171,11 +248,11 @@ def _chat(args: argparse.Namespace) -> int:
         with lock:
             print(line, flush=True)
 
-    mc = _Chat(out, args.name, args.service, transport=_chat_transport(args))
+    mc = _Chat(out, args.name, args.service, transport=_chat_transport(args), secret=args.secret)
     try:
         address = getattr(mc.transport, "address", None)
         if address is not None:
-            out(f"* listening on {address[0]}:{address[1]} (service {args.service!r}); /peers, /quit")
+            out(f"* listening on {_host_port(*address[:2])} (service {args.service!r}); /help for commands")
         if prompt_session is not None:
             with patch_stdout():
                 _chat_loop(mc, lambda: str(prompt_session.prompt(f"{args.name}> ")), out)
@@ -184,6 +261,14 @@ def _chat(args: argparse.Namespace) -> int:
     finally:
         mc.end_all()
     return 0
+
+
+def _host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets (``[::]:43473``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_CHAT_HELP = "commands: /peers (who is here), /help, /quit; anything else is sent to everyone"
 
 
 def _read_line(stream: TextIO) -> str:
@@ -201,12 +286,23 @@ def _chat_loop(mc: MultipeerConnectivity, read: Callable[[], str], out: Callable
             return
         if not line.strip():
             continue
-        if line.strip() == "/quit":
+        command = line.strip()
+        if command == "/quit":
             return
-        if line.strip() == "/peers":
+        if command == "/peers":
             peers = mc.get_peers()
             out(", ".join(p.display_name for p in peers) if peers else "* nobody yet")
             continue
+        if command == "/help":
+            out(f"* {_CHAT_HELP}")
+            continue
+        if command.startswith("/") and not command.startswith("//"):
+            out(
+                f"* unknown command {command.split()[0]!r}, not sent; {_CHAT_HELP} (// sends a leading /)"
+            )
+            continue
+        if command.startswith("//"):
+            line = line.replace("//", "/", 1)
         if not mc.get_peers():
             out("* nobody to send to yet")
             continue

@@ -11,7 +11,7 @@ ruff check .
 echo "== mypy --strict"
 mypy mpstore
 echo "== vermin: nothing newer than Python 3.10 in mpstore/ and examples/"
-vermin --no-tips --violations --target=3.10- --eval-annotations mpstore examples
+vermin --no-tips --violations --target=3.10- --eval-annotations mpstore examples tools/pythonista_install.py
 
 echo "== JavaScript packages (js/package-lock.json)"
 if command -v npm >/dev/null; then

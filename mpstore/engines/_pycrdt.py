@@ -33,13 +33,33 @@ def _count_fits(data: bytes, min_entry_size: int) -> bool:
     return not data
 
 
-def _check_update(update: bytes) -> None:
-    """Raise CorruptUpdate unless ``update`` decodes as a v1 update with each client once."""
+def _check_update(update: bytes) -> dict[int, int] | None:
+    """Raise CorruptUpdate unless ``update`` decodes as a v1 update with each client once;
+    return the clock each client's structs end at (None without the pure decoder)."""
     try:
         from ._python._update import decode_update
     except ImportError:  # a build without the pure engine: yrs alone decides
-        return
-    decode_update(update)
+        return None
+    refs, _ = decode_update(update)
+    ends = {}
+    for client, structs in refs.items():
+        last = structs[-1]
+        ends[client] = last.clock + last.length
+    return ends
+
+
+def _behind(state_vector: bytes, ends: dict[int, int] | None) -> bool:
+    """True if the state vector does not reach every end clock (structs were left waiting)."""
+    if ends is None:
+        return True
+    if not ends:
+        return False
+    try:
+        from ._python._update import decode_state_vector
+    except ImportError:
+        return True
+    sv = decode_state_vector(state_vector)
+    return any(sv.get(client, 0) < end for client, end in ends.items())
 
 
 def _fresh_client_id() -> int:
@@ -54,7 +74,8 @@ class PycrdtDoc(EngineDoc):
         self._doc: Doc[Any] = Doc(client_id=_fresh_client_id())
         self._map: Map[Any] = self._doc.get(ROOT_MAP, type=Map)
         self._updates: list[bytes] = []
-        self._changed: set[str] = set()
+        # Keys a remote update changed, with their new value as yrs reported it (None: gone).
+        self._changed: dict[str, str | None] = {}
         self._keys_failed = False
         # The visible entries as last reported, to tell real changes and to recover when yrs
         # cannot say which keys an update touched.
@@ -68,7 +89,10 @@ class PycrdtDoc(EngineDoc):
         # through a weak reference and unobserve when this object goes.
         me = weakref.ref(self)
         sub = self._doc.observe(lambda event: _call(me, "_on_transaction", event))
-        self._map.observe(lambda event: _call(me, "_on_map", event))
+        # The map observer is subscribed only while a remote update is applied: pycrdt builds
+        # a MapEvent with every changed value for each transaction observed, which a local
+        # transaction (it knows what it changed) would pay for nothing.
+        self._map_callback = lambda event: _call(me, "_on_map", event)
         weakref.finalize(self, self._doc.unobserve, sub)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -78,7 +102,10 @@ class PycrdtDoc(EngineDoc):
         if not self._remote:
             return  # a local transaction knows what it changed
         try:
-            self._changed.update(event.keys)
+            changed = self._changed
+            for key, change in event.keys.items():
+                value = change.get("newValue") if change.get("action") != "delete" else None
+                changed[key] = value if isinstance(value, str) else None
         except _PASS_THROUGH:
             raise
         except BaseException:
@@ -126,11 +153,12 @@ class PycrdtDoc(EngineDoc):
         self._keys_failed = False
         if not _count_fits(update, 3):  # each client: struct count, client id, clock
             raise CorruptUpdate("update rejected: more clients than its bytes can hold")
-        self._remote = True
         # yrs integrates a client listed twice in one update twice, and reading the map then
         # crashes the process (a segfault, pycrdt 0.14.13): the pure engine's decoder refuses
         # such updates (and anything else malformed) before yrs sees them.
-        _check_update(update)
+        ends = _check_update(update)
+        self._remote = True
+        sub = self._map.observe(self._map_callback)
         try:
             self._doc.apply_update(update)
         except _PASS_THROUGH:
@@ -140,18 +168,20 @@ class PycrdtDoc(EngineDoc):
         finally:
             self._remote = False
             self._updates.clear()
-        changed, self._changed = self._changed, set()
+            self._map.unobserve(sub)
+        changed, self._changed = self._changed, {}
         was_gapped = bool(self._leftovers)
-        self._track_leftovers(update)
+        # Leftovers are tracked (a diff per update) only while the state vector shows a gap.
+        if was_gapped or _behind(bytes(self._doc.get_state()), ends):
+            self._track_leftovers(update)
+        cache = self._cache
         if self._keys_failed or was_gapped or self._leftovers:
             # yrs's map events are wrong or missing here: compare every entry instead.
             self._keys_failed = False
             current = dict(self.items())
-            changed = self._cache.keys() | current.keys()
-        cache = self._cache
+            changed = {key: current.get(key) for key in cache.keys() | current.keys()}
         out: dict[str, str | None] = {}
-        for key in changed:
-            new = self.get(key)
+        for key, new in changed.items():
             if cache.get(key) != new:
                 out[key] = new
                 if new is None:

@@ -10,7 +10,7 @@ import pytest
 
 import mpstore
 from mpstore._auth import derive_key, make_proof, new_secret, transcript_hash, verify_proof
-from mpstore._session import Closed, Hello, HelloReceived, LinkSession, PeerOpened, SessionConfig
+from mpstore._session import Hello, HelloReceived, LinkClosed, LinkSession, PeerOpened, SessionConfig
 from mpstore._wire import Kind
 from tests.helpers import Recorder, connected, wait_until
 
@@ -62,7 +62,7 @@ def test_mismatched_secrets_never_reach_the_owner(key_a: Any, key_b: Any, reason
     ea, eb = pump(a, b)
     events = ea + eb
     assert not any(isinstance(e, (HelloReceived, PeerOpened)) for e in events)
-    closed = [e for e in events if isinstance(e, Closed)]
+    closed = [e for e in events if isinstance(e, LinkClosed)]
     assert closed and all(e.auth_failed for e in closed)
     assert any(reason in e.reason for e in closed)
 
@@ -72,7 +72,7 @@ def test_different_channel_bindings_fail_so_a_relay_gains_nothing() -> None:
     a, b = make(A_ID, KEY, binding=b"tls-leg-1"), make(B_ID, KEY, binding=b"tls-leg-2")
     ea, eb = pump(a, b)
     assert not any(isinstance(e, HelloReceived) for e in ea + eb)
-    assert any(isinstance(e, Closed) and e.auth_failed for e in ea)
+    assert any(isinstance(e, LinkClosed) and e.auth_failed for e in ea)
 
 
 def test_a_replayed_handshake_is_refused() -> None:
@@ -92,7 +92,7 @@ def test_a_replayed_handshake_is_refused() -> None:
         a2.receive_frame(frame, 0.0)
     events = a2.events()
     assert not any(isinstance(e, HelloReceived) for e in events)
-    assert any(isinstance(e, Closed) and "wrong group secret" in e.reason for e in events)
+    assert any(isinstance(e, LinkClosed) and "wrong group secret" in e.reason for e in events)
 
 
 def test_a_reflected_proof_does_not_verify() -> None:
@@ -105,7 +105,7 @@ def test_a_reflected_proof_does_not_verify() -> None:
 def test_auth_before_hello_is_a_protocol_error() -> None:
     a = make(A_ID, KEY)
     a.receive_frame(bytes((Kind.AUTH, 0)) + b"x" * 32, 0.0)
-    assert any(isinstance(e, Closed) and "out of order" in e.reason for e in a.events())
+    assert any(isinstance(e, LinkClosed) and "out of order" in e.reason for e in a.events())
 
 
 def test_key_derivation_is_salted_by_service_type() -> None:

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpstore._session import (
-    Closed,
     Hello,
     HelloReceived,
+    LinkClosed,
     LinkSession,
     MessageReceived,
     PeerOpened,
@@ -81,7 +81,7 @@ def test_refusal_closes_both_and_never_opens() -> None:
     p.b.refuse("not today")
     p.pump()
     assert PeerOpened not in p.kinds("a") + p.kinds("b")
-    closed_a = [e for e in p.events["a"] if isinstance(e, Closed)]
+    closed_a = [e for e in p.events["a"] if isinstance(e, LinkClosed)]
     assert closed_a and "not today" in closed_a[0].reason and not closed_a[0].was_open
 
 
@@ -135,7 +135,7 @@ def test_silent_peer_is_dropped_after_peer_timeout() -> None:
     assert p.a.is_open
     p.now += 0.2  # 5.1 s without a frame from b
     p.a.handle_timer(p.now)
-    closed = [e for e in p.a.events() if isinstance(e, Closed)]
+    closed = [e for e in p.a.events() if isinstance(e, LinkClosed)]
     assert closed and not closed[0].clean and closed[0].was_open
     assert "no sign of life" in closed[0].reason
 
@@ -155,7 +155,7 @@ def test_unfinished_handshake_times_out() -> None:
         p.a.handle_timer(p.now)
         p.b.handle_timer(p.now)
         p.pump()
-    closed = [e for e in p.events["a"] if isinstance(e, Closed)]
+    closed = [e for e in p.events["a"] if isinstance(e, LinkClosed)]
     assert closed and "handshake" in closed[0].reason
 
 
@@ -164,7 +164,7 @@ def test_goodbye_is_seen_as_a_clean_close() -> None:
     p.open()
     p.a.close("bye now")
     p.pump()
-    closed = [e for e in p.events["b"] if isinstance(e, Closed)]
+    closed = [e for e in p.events["b"] if isinstance(e, LinkClosed)]
     assert closed and closed[0].clean and "bye now" in closed[0].reason and closed[0].was_open
 
 
@@ -186,7 +186,7 @@ def test_app_message_before_open_is_a_protocol_error() -> None:
     p.b.receive_frame(bytes((Kind.APP, 0)) + b'"sneaky"', p.now)
     events = p.b.events()
     assert not any(isinstance(e, MessageReceived) for e in events)
-    assert any(isinstance(e, Closed) and "before the session opened" in e.reason for e in events)
+    assert any(isinstance(e, LinkClosed) and "before the session opened" in e.reason for e in events)
 
 
 def test_incompatible_version_and_bad_hellos_close_the_link() -> None:
@@ -203,7 +203,7 @@ def test_incompatible_version_and_bad_hellos_close_the_link() -> None:
         s = LinkSession(Hello(A_ID, "Ann"), SessionConfig(max_frame_size=64 * 1024), 0.0)
         s.receive_frame(bytes((Kind.HELLO, 0)) + payload, 0.0)
         events = s.events()
-        assert any(isinstance(e, Closed) for e in events), payload
+        assert any(isinstance(e, LinkClosed) for e in events), payload
         assert not any(isinstance(e, HelloReceived) for e in events)
 
 
@@ -233,4 +233,4 @@ def test_mutated_hellos_never_escape_the_session(seed_frame: bytes, data: st.Dat
     s = LinkSession(Hello(A_ID, "Ann"), SessionConfig(), 0.0)
     s.receive_frame(bytes(frame), 0.0)
     for event in s.events():
-        assert isinstance(event, (HelloReceived, Closed))
+        assert isinstance(event, (HelloReceived, LinkClosed))

@@ -20,10 +20,10 @@ from mpstore import _core
 from mpstore._auth import derive_key
 from mpstore._errors import ProtocolError
 from mpstore._session import (
-    Closed,
     Event,
     Hello,
     HelloReceived,
+    LinkClosed,
     LinkSession,
     MessageReceived,
     PeerOpened,
@@ -160,7 +160,7 @@ def run_session(stage: str, frames: list[bytes], prefix: bool = True) -> list[Ev
                 assert state["open"], "a message before the session opened"
                 assert e.kind in (Kind.APP, Kind.STORE)
                 assert len(e.payload) <= CONFIG.max_receive_size
-            elif isinstance(e, Closed):
+            elif isinstance(e, LinkClosed):
                 state["closed"] = True
             else:
                 raise AssertionError(f"unknown event {e!r}")

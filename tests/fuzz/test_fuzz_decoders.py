@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpstore._session import Closed, HelloReceived, MessageReceived, PeerOpened
+from mpstore._session import HelloReceived, LinkClosed, MessageReceived, PeerOpened
 from mpstore._wire import FLAG_MORE, FLAG_UNRELIABLE, Kind
 from tests.fuzz import harness
 
@@ -112,8 +112,8 @@ def test_the_real_conversation_is_understood(stage: str) -> None:
     frames, handshake = harness.transcript(stage)
     events = harness.run_session(stage, frames[handshake:] if stage.startswith("open") else frames)
     kinds = [type(e) for e in events]
-    assert kinds == [HelloReceived, PeerOpened] + [MessageReceived] * 4 + [Closed]
-    assert isinstance(events[-1], Closed) and events[-1].clean
+    assert kinds == [HelloReceived, PeerOpened] + [MessageReceived] * 4 + [LinkClosed]
+    assert isinstance(events[-1], LinkClosed) and events[-1].clean
 
 
 @FUZZ

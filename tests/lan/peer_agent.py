@@ -8,7 +8,7 @@ removed with wall-clock times), ``stop``, ``start``, ``set``/``get``/``items`` (
 reached this node, counted per remote host: links up, frames by kind before the session, and
 messages by kind that the session let through), ``flood``/``flood_wait`` (send small messages
 as fast as possible from a thread for some seconds), ``send_until_stuck`` (reliable messages to
-one peer until an error), ``threads``, ``end``.
+one peer until an error), ``threads``, the file commands (see ``_file_command``), ``end``.
 Logs go to stderr. The agent ends when stdin closes.
 """
 
@@ -75,6 +75,8 @@ class Agent(mpstore.MultipeerConnectivity):
         self.lock = threading.Lock()
         self.inbox: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.files: dict[str, mpstore.FileTransfer] = {}
+        self.received: list[dict[str, Any]] = []
         super().__init__(*args, **kwargs)
 
     def peer_added(self, peer: mpstore.PeerID) -> None:
@@ -88,6 +90,17 @@ class Agent(mpstore.MultipeerConnectivity):
     def receive(self, message: Any, from_peer: mpstore.PeerID) -> None:
         with self.lock:
             self.inbox.append({"from": from_peer.display_name, "message": message})
+
+    def accept_file(self, transfer: mpstore.FileTransfer, from_peer: mpstore.PeerID) -> Any:
+        with self.lock:
+            self.files[f"in-{transfer.sha256[:8]}-{len(self.files)}"] = transfer
+        return super().accept_file(transfer, from_peer)
+
+    def file_received(self, transfer: mpstore.FileTransfer, from_peer: mpstore.PeerID) -> None:
+        with self.lock:
+            self.received.append(
+                {"path": transfer.path, "sha256": transfer.sha256, "from": from_peer.display_name}
+            )
 
 
 def _rss_kib() -> int:
@@ -118,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--secret", default=None, help="the group secret")
     p.add_argument("--max-message-rate", type=float, default=5000.0, help="0 for no limit")
     p.add_argument("--handshake-timeout", type=float, default=5.0)
+    p.add_argument("--file-dir", default=None, help="accept offered files into this folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
 
@@ -144,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         secret=args.secret,
         max_message_rate=args.max_message_rate or None,
         handshake_timeout=args.handshake_timeout,
+        file_dir=args.file_dir,
     )
     stores: dict[str, Any] = {}
     sys.stdout.write(
@@ -241,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif cmd == "flood_wait":
                     flood["thread"].join(timeout=req.get("timeout", 30))
                     _reply(sent=flood.get("sent", 0), errors=flood.get("errors", 0))
+                elif cmd.startswith("file_") or cmd in ("rss", "sha"):
+                    _reply(**_file_command(mc, cmd, req))
                 elif cmd == "end":
                     mc.end_all()
                     _reply()
@@ -255,6 +272,78 @@ def main(argv: list[str] | None = None) -> int:
             s.close()
         mc.end_all()
     return 0
+
+
+def _sha(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_command(mc: Agent, cmd: str, req: dict[str, Any]) -> dict[str, Any]:
+    """File commands: file_make, file_send, file_share, file_fetch, file_state, file_cancel,
+    file_received, sha, rss (current and peak RSS in KiB)."""
+    if cmd == "rss":
+        peak = 0
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1])
+        return {"rss_kib": _rss_kib(), "peak_kib": peak}
+    if cmd == "sha":
+        return {"sha": _sha(req["path"])}
+    if cmd == "file_make":
+        import os
+
+        with open(req["path"], "wb") as f:
+            left = int(req["size"])
+            while left:
+                block = os.urandom(min(left, 1 << 20))
+                f.write(block)
+                left -= len(block)
+        return {"sha": _sha(req["path"])}
+    if cmd == "file_send":
+        to = req.get("to")
+        target = None if to is None else {p.display_name: p for p in mc.get_peers()}[to]
+        handle = mc.send_file(req["path"], target, name=req.get("name"))
+        with mc.lock:
+            key = f"out-{len(mc.files)}"
+            mc.files[key] = handle
+        return {"id": key}
+    if cmd == "file_share":
+        return {"token": mc.share_file(req["path"])}
+    if cmd == "file_fetch":
+        handle = mc.fetch_file(req["token"], req.get("folder"))
+        with mc.lock:
+            key = f"fetch-{len(mc.files)}"
+            mc.files[key] = handle
+        return {"id": key}
+    if cmd == "file_received":
+        with mc.lock:
+            return {"received": list(mc.received)}
+    with mc.lock:
+        handles = dict(mc.files)
+    if cmd == "file_state":
+        return {
+            "files": {
+                key: {
+                    "state": h.state,
+                    "bytes_done": h.bytes_done,
+                    "path": h.path,
+                    "error": str(h.error) if h.error else None,
+                    "peer": h.peer.display_name if h.peer is not None else None,
+                }
+                for key, h in handles.items()
+            }
+        }
+    if cmd == "file_cancel":
+        handles[req["id"]].cancel()
+        return {}
+    raise ValueError(f"unknown file command {cmd!r}")
 
 
 def _flood(mc: Agent, seconds: float, reliable: bool, out: dict[str, Any]) -> None:

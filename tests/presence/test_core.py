@@ -156,8 +156,10 @@ def test_clear_and_peer_removal() -> None:
     net.advance(0.06)
     assert net.view("c") == {"b": {"y": 2}}
     net.cut("b", "c")
-    assert net.view("c") == {}
+    assert net.view("c") == {"b": {"y": 2}}  # c still reaches b through a
     assert net.view("a") == {"b": {"y": 2}}  # a still hears b directly: c's loss is not a's
+    net.cut("a", "b")
+    assert net.view("c") == {} and net.view("a") == {}
 
 
 def test_partial_mesh_relays_and_repairs() -> None:

@@ -22,7 +22,7 @@ pytest.importorskip("cryptography")
 
 from mpstore import _core
 from mpstore._auth import derive_key
-from mpstore._session import Closed, Hello, PeerOpened
+from mpstore._session import Hello, LinkClosed, PeerOpened
 from mpstore._wire import FLAG_MORE, Kind
 from mpstore.transports._lan._tls import TlsIdentity
 from mpstore.transports.lan import LanTransport
@@ -71,7 +71,7 @@ def _run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
 
 
 def _opened(events: list[Any]) -> bool:
-    return any(isinstance(e, (PeerOpened, Closed)) for e in events)
+    return any(isinstance(e, (PeerOpened, LinkClosed)) for e in events)
 
 
 def _kinds(frames: list[bytes]) -> list[int]:

@@ -17,7 +17,7 @@ pytest.importorskip("zeroconf")
 pytest.importorskip("cryptography")
 
 from mpstore._auth import derive_key
-from mpstore._session import Closed, PeerOpened
+from mpstore._session import LinkClosed, PeerOpened
 from mpstore.transports._lan._framing import FrameDecoder, Preface, encode_frame_header
 from mpstore.transports._lan._tls import TlsIdentity
 from mpstore.transports.lan import LanTransport
@@ -122,7 +122,7 @@ def test_a_stranger_on_a_members_address_does_not_lock_it_out(caplog: pytest.Log
             raw = await RawPeer.connect(address, source_host="127.0.0.1")  # a fresh certificate
             assert await raw.link(SERVICE)
             await raw.drive(
-                raw.session(wrong), lambda ev: any(isinstance(e, (PeerOpened, Closed)) for e in ev)
+                raw.session(wrong), lambda ev: any(isinstance(e, (PeerOpened, LinkClosed)) for e in ev)
             )
             await raw.wait_closed(5)
             raw.close()

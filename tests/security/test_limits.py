@@ -115,7 +115,7 @@ def test_the_failed_proof_table_stays_bounded_and_still_shuts_out(monkeypatch: p
     import weakref
 
     from mpstore import _core
-    from mpstore._session import Closed, Hello, LinkSession
+    from mpstore._session import Hello, LinkClosed, LinkSession
     from mpstore.transports.base import LocalNode
 
     class Transport:
@@ -137,7 +137,7 @@ def test_the_failed_proof_table_stays_bounded_and_still_shuts_out(monkeypatch: p
     def fail(host: str) -> None:
         session = LinkSession(Hello("a" * 32, "A"), SessionConfig(), clock[0])
         entry = _core._Link(session, f"{host}:4242", node._device_key(None, f"{host}:4242"))
-        node._on_closed(object(), entry, Closed("wrong group secret", False, False, auth_failed=True))
+        node._on_closed(object(), entry, LinkClosed("wrong group secret", False, False, auth_failed=True))
 
     for _ in range(5):
         fail("198.18.0.9")

@@ -8,9 +8,9 @@ from typing import Any
 from mpstore._auth import FrameSeal, derive_key, link_key
 from mpstore._session import (
     MAX_HELLO_SIZE,
-    Closed,
     Hello,
     HelloReceived,
+    LinkClosed,
     LinkSession,
     MessageReceived,
     SessionConfig,
@@ -58,7 +58,7 @@ def test_an_unopened_link_cannot_make_us_buffer_more_than_a_hello() -> None:
     chunk = bytes((0x30, FLAG_MORE)) + b"x" * 4000
     for _ in range(3):  # 12,000 bytes of an unknown kind, never finished
         s.receive_frame(chunk, 0.0)
-    closed = [e for e in s.events() if isinstance(e, Closed)]
+    closed = [e for e in s.events() if isinstance(e, LinkClosed)]
     assert closed and "over the limit" in closed[0].reason
     assert MAX_HELLO_SIZE < 12000
 
@@ -83,7 +83,7 @@ def test_a_reflected_hello_and_proof_do_not_verify() -> None:
         v.receive_frame(frame, 0.0)
     events = v.events()
     assert not any(isinstance(e, HelloReceived) for e in events)
-    assert any(isinstance(e, Closed) and e.auth_failed for e in events)
+    assert any(isinstance(e, LinkClosed) and e.auth_failed for e in events)
 
 
 def test_members_open_a_sealed_link_and_talk() -> None:
@@ -123,7 +123,7 @@ def test_a_relay_in_the_middle_can_neither_read_nor_rewrite_app_frames() -> None
 
     _, eb2 = relay(a2, b2, tamper=flip)
     assert not any(isinstance(e, MessageReceived) for e in eb2)
-    assert any(isinstance(e, Closed) and "authentication" in e.reason for e in eb2)
+    assert any(isinstance(e, LinkClosed) and "authentication" in e.reason for e in eb2)
 
 
 def test_a_relay_cannot_inject_plain_app_frames_after_the_handshake() -> None:
@@ -132,7 +132,7 @@ def test_a_relay_cannot_inject_plain_app_frames_after_the_handshake() -> None:
     b.receive_frame(bytes((Kind.APP, 0)) + b"pay Mal 500", 0.0)
     events = b.events()
     assert not any(isinstance(e, MessageReceived) for e in events)
-    assert any(isinstance(e, Closed) and "unsealed" in e.reason for e in events)
+    assert any(isinstance(e, LinkClosed) and "unsealed" in e.reason for e in events)
 
 
 def test_sealed_frames_cannot_be_dropped_replayed_or_reordered() -> None:

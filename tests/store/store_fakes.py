@@ -80,6 +80,9 @@ class FakeHost:
     def send_sync(self, peer: Any, payload: bytes) -> None:
         self.net.enqueue(self.peer.id, peer.id, bytes(payload))
 
+    def peer_rate(self, peer_id: str) -> float | None:
+        return self.net.rate
+
     def connected_peers(self) -> list[Any]:
         return [self.net.nodes[p].peer for p in self.net.neighbours(self.peer.id)]
 
@@ -115,6 +118,7 @@ class FakeNet:
         self.queues: dict[tuple[str, str], deque[bytes]] = {}
         self.lock = threading.Lock()
         self.frames = 0
+        self.rate: float | None = None  # the message rate every peer advertises
         self.timers: list[tuple[FakeHost, Callable[[], None]]] = []
 
     def add(self, name: str, engine: str | None = None) -> Node:

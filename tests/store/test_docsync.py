@@ -325,13 +325,14 @@ def test_big_snapshot_for_a_late_joiner() -> None:
 
 
 def test_fast_writers_are_bundled_under_the_peer_rate_limit() -> None:
-    from mpstore import _store
+    from mpstore._outbox import STORE_RATE_SHARE
 
     net = FakeNet()
+    net.rate = 1000.0  # every peer advertises 1000 messages/s
     a, b = net.add("A"), net.add("B")
     net.connect(a, b)
     net.pump()
-    n = int(_store.STORE_MESSAGE_RATE) * 3
+    n = int(net.rate * STORE_RATE_SHARE) * 3
     s = a.store()
     for i in range(n):
         s[f"k{i}"] = i

@@ -12,7 +12,6 @@ released once so that our ``ObjCInstance`` wrapper owns them; dropping the wrapp
 from __future__ import annotations
 
 import ctypes
-import itertools
 import logging
 import threading
 import weakref
@@ -22,21 +21,7 @@ from typing import Any
 
 import objc_util  # type: ignore[import-not-found]
 
-from .bridge import (
-    ENCRYPTION_REQUIRED,
-    SEND_RELIABLE,
-    SEND_UNRELIABLE,
-    Bridge,
-    DataReceived,
-    DidNotStart,
-    Emit,
-    Event,
-    Found,
-    Handles,
-    Invited,
-    Lost,
-    StateChanged,
-)
+from ._objc_common import ObjCBridgeBase
 
 __all__ = ["ObjCUtilBridge"]
 
@@ -228,236 +213,65 @@ def _text(obj: Any) -> str:
     return "" if obj is None else str(obj)
 
 
-class ObjCUtilBridge(Bridge):
+class ObjCUtilBridge(ObjCBridgeBase):
     """Multipeer Connectivity through Pythonista's objc_util."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._emit: Emit | None = None
-        self._me: Any = None
-        self._name = ""
-        self._type = ""
-        self._peers: Handles[Any] = Handles(
-            key=lambda p: int(p.hash()), same=lambda a, b: bool(a.isEqual_(b))
-        )
-        self._sessions: dict[int, Any] = {}
-        self._session_ptrs: dict[int, int] = {}
-        self._next_session = itertools.count(1)
-        self._invitations: dict[int, int] = {}  # handle -> copied block pointer
-        self._invited_as: dict[int, Any] = {}  # handle -> the MCPeerID it was addressed to
-        self._next_invitation = itertools.count(1)
-        self._delegates: dict[str, Any] = {}
-        self._advertiser: Any = None
-        self._browser: Any = None
-        self._retired: list[Any] = []  # stopped advertisers and browsers
-        self._closed = False
+    def _delegate_classes(self) -> Mapping[str, Any]:
+        return delegate_classes()
 
-    # ---------------------------------------------------------------- operations
-    def open(self, display_name: str, service_type: str, emit: Emit) -> None:
-        classes = delegate_classes()
-        self._emit, self._name, self._type = emit, display_name, service_type
-        self._me = self._new_peer_id()
-        for key, cls in classes.items():
-            d = cls.alloc().init()
-            d.release()
-            self._delegates[key] = d
-            _routes[d.ptr] = weakref.ref(self)
+    def _adopt_delegate(self, delegate: Any) -> None:
+        delegate.release()  # the ObjCInstance retains what it wraps: balance the alloc
 
-    def _new_peer_id(self) -> Any:
-        return _make("MCPeerID", "initWithDisplayName_", self._name)
+    def _bind_delegate(self, delegate: Any) -> None:
+        _routes[delegate.ptr] = weakref.ref(self)
 
-    def renew_identity(self) -> None:
-        self._me = self._new_peer_id()
+    def _unbind_delegate(self, delegate: Any) -> None:
+        _routes.pop(delegate.ptr, None)
 
-    def new_session(self, invitation: int | None = None) -> int:
-        with self._lock:
-            me = self._invited_as.get(invitation, self._me) if invitation else self._me
-        s = _make(
-            "MCSession",
-            "initWithPeer_securityIdentity_encryptionPreference_",
-            me,
-            None,
-            ENCRYPTION_REQUIRED,
-        )
-        s.setDelegate_(self._delegates["session"])
-        with self._lock:
-            h = next(self._next_session)
-            self._sessions[h] = s
-            self._session_ptrs[s.ptr] = h
-        return h
+    def _make(self, class_name: str, init: str, *args: Any) -> Any:
+        return _make(class_name, init, *args)
 
-    def advertise(self, info: Mapping[str, str]) -> None:
-        self.stop_advertising()
-        adv = _make(
-            "MCNearbyServiceAdvertiser",
-            "initWithPeer_discoveryInfo_serviceType_",
-            self._me,
-            objc_util.ns(dict(info)),
-            self._type,
-        )
-        adv.setDelegate_(self._delegates["advertiser"])
-        self._advertiser = adv
-        adv.startAdvertisingPeer()
+    def _ns(self, value: Any) -> Any:
+        return objc_util.ns(value)
 
-    def stop_advertising(self) -> None:
-        adv, self._advertiser = self._advertiser, None
-        if adv is not None:
-            # Kept with its delegate until close: an invitation already on its way must still
-            # be answered, and the framework must never see a freed delegate.
-            adv.stopAdvertisingPeer()
-            self._retired.append(adv)
-
-    def browse(self) -> None:
-        self.stop_browsing()
-        b = _make("MCNearbyServiceBrowser", "initWithPeer_serviceType_", self._me, self._type)
-        b.setDelegate_(self._delegates["browser"])
-        self._browser = b
-        b.startBrowsingForPeers()
-
-    def stop_browsing(self) -> None:
-        b, self._browser = self._browser, None
-        if b is not None:
-            b.stopBrowsingForPeers()
-            self._retired.append(b)
-
-    def invite(self, peer: int, session: int, context: bytes, timeout: float) -> None:
-        p, s, b = self._peers.get(peer), self._sessions.get(session), self._browser
-        if p is None or s is None or b is None:
-            raise LookupError("invite: unknown peer or session, or not browsing")
-        b.invitePeer_toSession_withContext_timeout_(p, s, objc_util.ns(bytes(context)), float(timeout))
-
-    def answer(self, invitation: int, accept: bool, session: int | None) -> None:
-        with self._lock:
-            block = self._invitations.pop(invitation, None)
-            self._invited_as.pop(invitation, None)
-            s = self._sessions.get(session) if session is not None else None
-        if block is None:
-            return
-        try:
-            joined = s if accept and s is not None else None
-            _call_handler(block, joined is not None, joined.ptr if joined is not None else None)
-        finally:
-            _block_release(block)
-
-    def send(self, session: int, peer: int, data: bytes, reliable: bool) -> str | None:
-        s, p = self._sessions.get(session), self._peers.get(peer)
-        if s is None or p is None:
-            return "unknown session or peer"
+    def _send_data(self, session: Any, peer: Any, data: bytes, mode: int) -> str | None:
         error = c_void_p()
-        mode = SEND_RELIABLE if reliable else SEND_UNRELIABLE
-        ok = s.sendData_toPeers_withMode_error_(objc_util.ns(data), objc_util.ns([p]), mode, byref(error))
-        if ok:
+        if session.sendData_toPeers_withMode_error_(
+            objc_util.ns(data), objc_util.ns([peer]), mode, byref(error)
+        ):
             return None
         if not error.value:
             return "unknown error"
         err = objc_util.ObjCInstance(error.value)
         return f"{err.domain()} {int(err.code())}: {err.localizedDescription()}"
 
-    def disconnect(self, session: int) -> None:
-        with self._lock:
-            s = self._sessions.pop(session, None)
-            if s is not None:
-                self._session_ptrs.pop(s.ptr, None)
-        if s is not None:
-            s.disconnect()
-            s.setDelegate_(None)
+    def _session_key(self, session: Any) -> Any:
+        return session.ptr
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            blocks = list(self._invitations.values())
-            self._invitations.clear()
-            self._invited_as.clear()
-            sessions = list(self._sessions)
-        self.stop_advertising()
-        self.stop_browsing()
-        for block in blocks:
-            try:
-                _call_handler(block, False, None)
-            finally:
-                _block_release(block)
-        for h in sessions:
-            self.disconnect(h)
-        for obj in self._retired:
-            obj.setDelegate_(None)
-        self._retired.clear()
-        for d in self._delegates.values():
-            _routes.pop(d.ptr, None)
-        self._delegates.clear()
-        self._peers.clear()
-        self._me = None
+    def _session_arg_key(self, session: Any) -> Any:
+        return session  # callbacks get the session's pointer itself
 
-    # ---------------------------------------------------------------- callbacks (framework queue)
-    def _send_event(self, event: Event) -> None:
-        emit = self._emit
-        if emit is not None and not self._closed:
-            emit(event)
+    def _obj(self, ref: Any) -> Any:
+        return objc_util.ObjCInstance(ref)
 
-    def _session_handle(self, session: int) -> int | None:
-        with self._lock:
-            return self._session_ptrs.get(session)
+    def _bytes(self, data: Any) -> bytes:
+        return bytes(objc_util.nsdata_to_bytes(objc_util.ObjCInstance(data)))
 
-    def _peer(self, ptr: int) -> int:
-        return self._peers.handle(objc_util.ObjCInstance(ptr))
+    def _info(self, info: Any) -> dict[str, str]:
+        plain: dict[str, str] = {}
+        if info:
+            d = objc_util.ObjCInstance(info)
+            for key in d.allKeys():
+                plain[str(key)] = _text(d.objectForKey_(key))
+        return plain
 
-    def _on_state(self, session: int, peer: int, state: int) -> None:
+    def _keep_handler(self, handler: Any) -> Any:
+        return _block_copy(handler)
+
+    def _call_handler(self, handler: Any, accept: bool, session: Any | None) -> None:
         try:
-            h = self._session_handle(session)
-            if h is not None:
-                self._send_event(StateChanged(h, self._peer(peer), int(state)))
-        except Exception:
-            log.exception("mc: session state callback failed")
-
-    def _on_data(self, session: int, data: int, peer: int) -> None:
-        try:
-            h = self._session_handle(session)
-            if h is not None:
-                payload = objc_util.nsdata_to_bytes(objc_util.ObjCInstance(data))
-                self._send_event(DataReceived(h, self._peer(peer), payload))
-        except Exception:
-            log.exception("mc: data callback failed")
-
-    def _on_found(self, peer: int, info: int) -> None:
-        try:
-            plain: dict[str, str] = {}
-            if info:
-                d = objc_util.ObjCInstance(info)
-                for key in d.allKeys():
-                    plain[str(key)] = _text(d.objectForKey_(key))
-            p = objc_util.ObjCInstance(peer)
-            self._send_event(Found(self._peers.handle(p), str(p.displayName()), plain))
-        except Exception:
-            log.exception("mc: found callback failed")
-
-    def _on_lost(self, peer: int) -> None:
-        try:
-            self._send_event(Lost(self._peer(peer)))
-        except Exception:
-            log.exception("mc: lost callback failed")
-
-    def _on_not_started(self, role: str, error: int) -> None:
-        try:
-            e = objc_util.ObjCInstance(error)
-            self._send_event(DidNotStart(role, str(e.domain()), int(e.code()), str(e.localizedDescription())))
-        except Exception:
-            log.exception("mc: did-not-start callback failed")
-
-    def _on_invitation(self, advertiser: int, peer: int, context: int, handler: int) -> None:
-        block: int | None = None
-        try:
-            block = _block_copy(handler)  # the handler outlives this call
-            with self._lock:
-                closed = self._closed
-                if not closed:
-                    inv = next(self._next_invitation)
-                    self._invitations[inv] = block
-                    self._invited_as[inv] = objc_util.ObjCInstance(advertiser).myPeerID()
-            if closed:
-                _call_handler(block, False, None)
-                _block_release(block)
-                return
-            ctx = objc_util.nsdata_to_bytes(objc_util.ObjCInstance(context)) if context else b""
-            p = objc_util.ObjCInstance(peer)
-            self._send_event(Invited(inv, self._peers.handle(p), str(p.displayName()), ctx))
-        except Exception:
-            log.exception("mc: invitation callback failed")
+            _call_handler(
+                handler, accept and session is not None, session.ptr if session is not None else None
+            )
+        finally:
+            _block_release(handler)
