@@ -82,23 +82,20 @@ def test_a_squatter_claiming_a_peer_id_does_not_block_the_real_peer() -> None:
     the real peer is still let in (its connection is kept alongside, and its session wins)."""
     kw: dict[str, Any] = {"peer_timeout": 5.0, "handshake_timeout": 15.0, "secret": SECRET}
     ann = Recorder("Ann", SERVICE, transport=_lan(), **kw)
-    bob: Recorder | None = None
+    bob = Recorder("Bob", SERVICE, transport=_lan(), **kw)  # neither knows the other yet
     try:
-        # Bob's id is not known before he exists: make Bob's object first, unlinked to Ann ...
-        bob_transport = _lan(fallback_dial_delay=0.5)
-        bob = Recorder("Bob", SERVICE, transport=bob_transport, **kw)
-        bob.stop_looking_for_peers()
         small, large = sorted((ann, bob), key=lambda m: m.my_peer.id)
 
         async def squat_then_wait() -> None:
-            # ... squat the pair's slot at the smaller (deciding) end, claiming the larger id ...
+            # Squat the pair's slot at the smaller (deciding) end, claiming the larger id ...
             raw = await RawPeer.connect(_address(small), peer_id=large.my_peer.id)
             assert await raw.link(SERVICE)
             # ... then the real larger peer dials the smaller one.
+            large.stop_looking_for_peers()
             large.transport._static = [_address(small)]  # type: ignore[attr-defined]
             large.start_looking_for_peers()
             deadline = time.monotonic() + 8
-            while time.monotonic() < deadline and not connected(ann, bob)():  # type: ignore[arg-type]
+            while time.monotonic() < deadline and not connected(ann, bob)():
                 await asyncio.sleep(0.05)
             raw.close()
 
@@ -106,8 +103,7 @@ def test_a_squatter_claiming_a_peer_id_does_not_block_the_real_peer() -> None:
         assert connected(ann, bob)(), "the real peer was kept out by a stalled squatter"
     finally:
         ann.end_all()
-        if bob is not None:
-            bob.end_all()
+        bob.end_all()
 
 
 def test_a_stranger_on_a_members_address_does_not_lock_it_out(caplog: pytest.LogCaptureFixture) -> None:
