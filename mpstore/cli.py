@@ -90,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         "--interface", action="append", default=None, help="interface name or address (repeatable)"
     )
 
+    board = sub.add_parser(
+        "whiteboard",
+        help="a shared whiteboard: this peer serves the page to browsers (needs the web extra)",
+        description="Starts a peer (LAN by default, --memory for none) and serves the whiteboard "
+        "page at the printed URL: draw with mouse, pen or touch; strokes are store entries shared "
+        "with every peer and page, cursors travel as presence.",
+    )
+    _whiteboard_arguments(board)
+
     demo = sub.add_parser(
         "demo",
         help="a self-checking demonstration with several devices",
@@ -139,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _chat(args)
         if args.command == "peers":
             return _peers(args)
+        if args.command == "whiteboard":
+            return _whiteboard(args)
         if args.command in ("send", "receive"):
             from ._filecli import run_receive, run_send
 
@@ -151,6 +162,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     _parser().print_help()
     return 0
+
+
+def _whiteboard_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from .web._cli import add_arguments
+    except ImportError as exc:  # the web extra (websockets) is missing: say so when it is used
+        p.set_defaults(web_missing=str(exc))
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    add_arguments(p, _address)
+
+
+def _whiteboard(args: argparse.Namespace) -> int:
+    if getattr(args, "web_missing", None):
+        print(f"mpstore whiteboard needs the web extra (pip install 'mpstore[web]'): {args.web_missing}",
+              file=sys.stderr)
+        return 2
+    from .web._cli import run
+
+    return run(args)
 
 
 def _version() -> int:
