@@ -201,6 +201,10 @@ class PycrdtDoc(EngineDoc):
             left = [bytes(merge_updates(*left))]
         self._leftovers = left
 
+    def waiting(self) -> bool:
+        """True while parts of received updates lie beyond the state vector."""
+        return bool(self._leftovers)
+
     def state_vector(self) -> bytes:
         """The encoded state vector."""
         return bytes(self._doc.get_state())
