@@ -206,10 +206,6 @@ class PycrdtDoc(EngineDoc):
         """True while updates wait for changes that have not arrived (a sync brings them)."""
         return self._gate.waiting() or bool(self._short)
 
-    def waiting(self) -> bool:
-        """True while parts of received updates lie beyond the state vector."""
-        return bool(self._leftovers)
-
     def state_vector(self) -> bytes:
         """The encoded state vector."""
         return bytes(self._doc.get_state())
