@@ -171,7 +171,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="mpstore-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        for per_write in (False, True):
+        for per_write in (False, True) if args.repeats > 0 else ():
             configs = ["memory", "data_dir", "durable"]
             results: dict[str, list[float]] = {c: [] for c in configs}
             for _ in range(args.repeats):
