@@ -7,6 +7,7 @@ here runs on the core thread; the facade in ``_wrapper.py`` hops onto it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -36,6 +37,8 @@ __all__ = ["Node", "NodeOptions", "Owner"]
 
 log = logging.getLogger("mpstore")
 
+#: end_all() waits at most this long (seconds) for store messages to reach connected peers.
+STORE_FLUSH_TIMEOUT = 5.0
 #: Links in their session handshake at once (each holds a socket until handshake_timeout).
 _MAX_HANDSHAKING_LINKS = 64
 #: The shortest timer delay: a deadline already due is run after this, never in a tight loop.
@@ -60,6 +63,7 @@ class StoreHook(Protocol):
     def peer_removed(self, peer: PeerID) -> None: ...
     def message(self, peer: PeerID, payload: bytes) -> None: ...
     def link_writable(self, peer: PeerID, writable: bool) -> None: ...
+    def flush_step(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -158,6 +162,7 @@ class Node:
         """Disconnect, close the store and the transport, stop the timer."""
         if self._closed:
             return
+        await self._flush_store()
         if self.presence is not None:
             self.presence.close()  # our state's removal goes out before the goodbyes
         self.disconnect()
@@ -180,6 +185,27 @@ class Node:
             log.exception("closing the %s transport failed", self.transport.name)
         for link in list(self.links):
             self.link_down(link, "ended")
+
+    async def _flush_store(self) -> None:
+        """Let every store message go to the connected peers before the goodbyes: writes that
+        returned, those held for a new peer's first sync, those over the pacing (bounded by
+        STORE_FLUSH_TIMEOUT)."""
+        store = self.store
+        if store is None:
+            return
+        deadline = time.monotonic() + STORE_FLUSH_TIMEOUT
+        while True:
+            try:
+                settled = store.flush_step()
+            except Exception:
+                log.exception("flushing the store failed")
+                return
+            if settled:
+                return
+            if time.monotonic() > deadline:
+                log.warning("store messages still waiting after %s s at end_all", STORE_FLUSH_TIMEOUT)
+                return
+            await asyncio.sleep(0.005)
 
     # -- LinkListener (core thread) -------------------------------------------------------------
     def link_up(self, link: LinkId, address: str | None) -> None:
@@ -631,6 +657,22 @@ class NodeStoreHost:
     def connected_peers(self) -> list[PeerID]:
         """The connected peers, in join order (core thread)."""
         return self._node.connected_peers()
+
+    def anchor(self, obj: object) -> Callable[[], None]:
+        """Keep ``obj`` alive as long as the user's object, not longer; return its release."""
+        owner_ref = self._node._owner
+        anchors: dict[int, object] | None = getattr(owner_ref(), "_anchors", None)
+        if anchors is None:
+            return lambda: None
+        key = id(obj)
+        anchors[key] = obj
+
+        def release() -> None:  # reaches the anchors only through the weak reference
+            gone: dict[int, object] | None = getattr(owner_ref(), "_anchors", None)
+            if gone is not None:
+                gone.pop(key, None)
+
+        return release
 
     def peer_rate(self, peer_id: str) -> float | None:
         """The message rate the peer advertised, or None (core thread)."""
