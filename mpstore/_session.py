@@ -49,6 +49,7 @@ from ._peer import is_peer_id, validate_discovery_info, validate_display_name
 from ._wire import FLAG_UNRELIABLE, Kind, Message, Reassembler, split_message
 
 __all__ = [
+    "DELIVERED_KINDS",
     "PROTOCOL_VERSION",
     "Event",
     "Hello",
@@ -67,6 +68,10 @@ MIN_PROTOCOL_VERSION = 1
 MAX_HELLO_SIZE = 8192
 MAX_REASON_SIZE = 512
 AUTH_SCHEME = "psk2"
+
+
+#: The message kinds an open session hands to its owner (MessageReceived); others are its own.
+DELIVERED_KINDS = frozenset((Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE))
 
 
 @dataclass(frozen=True)
@@ -410,7 +415,7 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE):
+            if kind in DELIVERED_KINDS:
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
         if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
