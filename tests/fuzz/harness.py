@@ -158,7 +158,7 @@ def run_session(stage: str, frames: list[bytes], prefix: bool = True) -> list[Ev
                 state["open"] = True
             elif isinstance(e, MessageReceived):
                 assert state["open"], "a message before the session opened"
-                assert e.kind in (Kind.APP, Kind.STORE)
+                assert e.kind in (Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE)
                 assert len(e.payload) <= CONFIG.max_receive_size
             elif isinstance(e, LinkClosed):
                 state["closed"] = True
