@@ -11,7 +11,8 @@ After it, the network heals and every live device reconnects; then:
   surviving write to it was superseded; a write survives if its author is alive at the end, or
   if a live device observed it;
 * so every write of a killed or departed device that reached a live one survives too;
-* each live device's sequence of observed changes, replayed from empty, gives its final content.
+* each live device's sequence of observed changes, replayed from its content when it opened the
+  store (empty, unless data arrived before), gives its final content.
 
 What a device "observed" comes from its own change callbacks, which lag behind its document: a
 write may look concurrent when it was not, which only makes the check weaker, never wrong.
@@ -43,6 +44,10 @@ class Device(mpstore.MultipeerConnectivity):
         super().__init__(name, "faults", transport=transport, engine=engine, peer_timeout=peer_timeout)
         self.store = self.shared_dict(STORE)
         self.sub = self.store.observe(self._on_change)
+        # Data that arrived before the store was opened is its content when opened, without
+        # change events: the replay starts here (changes seen twice replay to the same state).
+        self.initial = self.store.to_dict()
+        self.seen.update(v for v in self.initial.values() if type(v) is int)
 
     def _on_change(self, change: Any) -> None:
         with self.lock:
@@ -348,7 +353,7 @@ def _check_replays(
         while True:
             with d.lock:
                 log = list(d.log)
-            state: dict[str, Any] = {}
+            state: dict[str, Any] = dict(d.initial)
             bad_old = 0
             for change in log:
                 for key, (old, new) in change.items():
