@@ -248,6 +248,9 @@ window.whiteboard = {
   strokes,
   undoMine,
   clearBoard,
+  write: (key, value) => entries.set(key, encodeValue(value)),
+  read: (key) => (entries.has(key) ? decodeValue(entries.get(key)) : undefined),
+  decode: decodeValue,
   peers: () => Array.from(awareness.getStates())
     .filter(([c, state]) => c !== doc.clientID && onBoard(state))
     .map(([client, state]) => ({ client, ...state }))
