@@ -337,15 +337,15 @@ def main() -> None:
             "pg50": statistics.median(to_page), "pg99": pct(to_page, 0.99),
             "rate": statistics.median(rates), "rmin": min(rates), "rmax": max(rates),
         }
-    print(f"{'':18}{'page->Python p50':>18}{'p99':>9}{'Python->page p50':>18}{'p99':>9}"
-          f"{'strokes/s (min-max)':>26}")
+    head = ("", "page->Python p50", "p99", "Python->page p50", "p99", "strokes/s (min-max)")
+    print(f"{head[0]:18}{head[1]:>18}{head[2]:>11}{head[3]:>18}{head[4]:>11}  {head[5]}")
     for system in systems:
         f = figures[system]
-        print(f"{system:18}{f['py50']:>15.2f} ms{f['py99']:>6.2f} ms{f['pg50']:>15.2f} ms{f['pg99']:>6.2f} ms"
-              f"{f['rate']:>10,.0f} ({f['rmin']:,.0f}-{f['rmax']:,.0f})")
+        print(f"{system:18}{f['py50']:>15.2f} ms{f['py99']:>8.1f} ms{f['pg50']:>15.2f} ms{f['pg99']:>8.1f} ms"
+              f"  {f['rate']:,.0f} ({f['rmin']:,.0f}-{f['rmax']:,.0f})")
     m, b = figures["mpstore"], figures["pycrdt-websocket"]
-    print(f"{'ratio':18}{m['py50'] / b['py50']:>16.2f}x{m['py99'] / b['py99']:>8.2f}x"
-          f"{m['pg50'] / b['pg50']:>16.2f}x{m['pg99'] / b['pg99']:>8.2f}x{m['rate'] / b['rate']:>12.2f}x")
+    print(f"{'ratio':18}{m['py50'] / b['py50']:>17.2f}x{m['py99'] / b['py99']:>10.2f}x"
+          f"{m['pg50'] / b['pg50']:>17.2f}x{m['pg99'] / b['pg99']:>10.2f}x  {m['rate'] / b['rate']:.2f}x")
     print("(latency ratio < 1: mpstore faster; strokes/s ratio > 1: mpstore faster)")
 
 
