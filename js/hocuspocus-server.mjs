@@ -2,7 +2,7 @@
 //   npm install @hocuspocus/server@4.7.0 yjs
 //   TOKEN=s3cret DATA_DIR=./data PORT=1234 node hocuspocus-server.mjs
 // Env: HOST (default 127.0.0.1), PORT (0 = any free port), TOKEN (unset = no auth),
-// DATA_DIR (unset = memory only). Prints {"listening": <port>} once it accepts connections.
+// DATA_DIR (unset = memory only), DEBOUNCE (ms from the last edit to a save; default 2000). Prints {"listening": <port>} once it accepts connections.
 import { Server } from '@hocuspocus/server'
 import * as Y from 'yjs'
 import fs from 'node:fs'
@@ -15,6 +15,7 @@ const server = new Server({
   address: process.env.HOST || '127.0.0.1',
   port: Number(process.env.PORT || 0),
   quiet: true,
+  debounce: Number(process.env.DEBOUNCE || 2000),
   async onAuthenticate ({ token }) {
     if (process.env.TOKEN && token !== process.env.TOKEN) throw new Error('wrong token')
   },

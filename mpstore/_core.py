@@ -7,6 +7,7 @@ here runs on the core thread; the facade in ``_wrapper.py`` hops onto it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._pairing import PairTable, Verdict
 from ._peer import PeerID, make_peer
 from ._presence_node import PresenceNode
 from ._runtime import Runtime
@@ -36,12 +38,19 @@ __all__ = ["Node", "NodeOptions", "Owner"]
 
 log = logging.getLogger("mpstore")
 
+#: end_all() waits at most this long (seconds) for store messages to reach connected peers.
+STORE_FLUSH_TIMEOUT = 5.0
 #: Links in their session handshake at once (each holds a socket until handshake_timeout).
 _MAX_HANDSHAKING_LINKS = 64
 #: The shortest timer delay: a deadline already due is run after this, never in a tight loop.
 MIN_TICK = 0.005
-#: Hosts whose failed proofs are remembered at once (each new address would otherwise grow it).
+#: Devices whose failed proofs are remembered at once (each new one would otherwise grow it).
 _MAX_FAILING_HOSTS = 4096
+#: Failed proofs from all devices together, per window, after which only devices that were
+#: connected before may start a handshake (fresh identities cost a stranger nothing).
+_GLOBAL_FAILURES_FACTOR = 4
+#: Seconds between two warnings about failed proofs from one device (the rest are counted).
+_WARN_EVERY = 10.0
 
 
 class Owner(Protocol):
@@ -60,6 +69,7 @@ class StoreHook(Protocol):
     def peer_removed(self, peer: PeerID) -> None: ...
     def message(self, peer: PeerID, payload: bytes) -> None: ...
     def link_writable(self, peer: PeerID, writable: bool) -> None: ...
+    def flush_step(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -79,6 +89,8 @@ class NodeOptions:
 class _Link:
     session: LinkSession
     address: str | None
+    key: str | None = None
+    """What identifies the remote device on the transport (failed proofs are counted by it)."""
     peer: PeerID | None = None
 
 
@@ -108,6 +120,10 @@ class Node:
         self.presence: PresenceNode | None = None
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
+        self._all_failures: deque[float] = deque()
+        self._known_devices: set[str] = set()
+        self._warned: dict[str, tuple[float, int]] = {}
+        self._pairs: PairTable[LinkId] = PairTable()
         self._tick_handle: Any = None
         self._tick_at: float | None = None
         self._closed = False
@@ -158,6 +174,7 @@ class Node:
         """Disconnect, close the store and the transport, stop the timer."""
         if self._closed:
             return
+        await self._flush_store()
         if self.presence is not None:
             self.presence.close()  # our state's removal goes out before the goodbyes
         self.disconnect()
@@ -181,6 +198,27 @@ class Node:
         for link in list(self.links):
             self.link_down(link, "ended")
 
+    async def _flush_store(self) -> None:
+        """Let every store message go to the connected peers before the goodbyes: writes that
+        returned, those held for a new peer's first sync, those over the pacing (bounded by
+        STORE_FLUSH_TIMEOUT)."""
+        store = self.store
+        if store is None:
+            return
+        deadline = time.monotonic() + STORE_FLUSH_TIMEOUT
+        while True:
+            try:
+                settled = store.flush_step()
+            except Exception:
+                log.exception("flushing the store failed")
+                return
+            if settled:
+                return
+            if time.monotonic() > deadline:
+                log.warning("store messages still waiting after %s s at end_all", STORE_FLUSH_TIMEOUT)
+                return
+            await asyncio.sleep(0.005)
+
     # -- LinkListener (core thread) -------------------------------------------------------------
     def link_up(self, link: LinkId, address: str | None) -> None:
         """A transport opened a link: start a session on it."""
@@ -190,8 +228,9 @@ class Node:
         if not self.looking:
             self.transport.close_link(link, "not accepting new peers")
             return
-        if self._rate_limited(address):
-            log.warning("refusing a link from %s: too many failed authentications", address)
+        key = self._device_key(link, address)
+        if self._rate_limited(key):
+            self._warn(f"refuse:{key}", "refusing a link from %s: too many failed authentications", address)
             self.transport.close_link(link, "too many failed authentications")
             return
         if sum(1 for e in self.links.values() if e.peer is None) >= _MAX_HANDSHAKING_LINKS:
@@ -213,7 +252,7 @@ class Node:
             key=self.options.key,
             channel_binding=self.transport.channel_binding(link),
         )
-        self.links[link] = _Link(session, address)
+        self.links[link] = _Link(session, address, key)
         self._pump(link)
 
     def link_frame(self, link: LinkId, frame: bytes) -> None:
@@ -313,6 +352,17 @@ class Node:
                     self._on_closed(link, entry, event)
 
     def _on_hello(self, link: LinkId, entry: _Link, hello: Hello) -> None:
+        authenticated = self.options.key is not None
+        if self._pairs.on_hello(link, hello.peer_id, authenticated=authenticated) is Verdict.WAIT:
+            # Unauthenticated, and the peer is connected on another link: this one waits until
+            # that link ends (it does on its own when it fails its heartbeats).
+            log.info(
+                "holding a link from %s claiming %s (%s): that peer is connected on another link",
+                entry.address,
+                hello.display_name,
+                hello.peer_id[:8],
+            )
+            return
         reason = self._admission_problem(link, hello)
         if reason is not None:
             log.info("refusing %s (%s): %s", hello.display_name, hello.peer_id[:8], reason)
@@ -330,18 +380,21 @@ class Node:
             return "a link to ourselves"
         if not self.looking:
             return "not accepting new peers"
-        if hello.peer_id in self.peers:
+        connected = hello.peer_id in self.peers
+        if connected and self.options.key is None:
             return "already connected on another link"
-        for other, entry in self.links.items():
-            remote = entry.session.remote_hello
-            if other != link and remote is not None and remote.peer_id == hello.peer_id:
-                return "already connecting on another link"
-        pending = sum(
-            1
+        claims = {
+            entry.session.remote_hello.peer_id
             for other, entry in self.links.items()
-            if other != link and entry.peer is None and entry.session.accepted_locally
-        )
-        if len(self.peers) + pending + 1 >= self.options.max_peers:
+            if other != link
+            and entry.peer is None
+            and entry.session.accepted_locally
+            and entry.session.remote_hello is not None
+            and entry.session.remote_hello.peer_id not in self.peers
+        }
+        # Links of one claimed id count once: only one of them can become the peer's link.
+        newcomer = 0 if connected or hello.peer_id in claims else 1
+        if len(self.peers) + len(claims) + newcomer >= self.options.max_peers:
             return f"the session is full ({self.options.max_peers} peers including us)"
         return None
 
@@ -378,9 +431,23 @@ class Node:
         return peer
 
     def _on_open(self, link: LinkId, entry: _Link, hello: Hello) -> None:
-        if hello.peer_id in self.peers:
+        authenticated = self.options.key is not None
+        verdict, other = self._pairs.on_open(link, hello.peer_id, authenticated=authenticated)
+        if verdict is Verdict.REFUSE:
             entry.session.close("already connected on another link")
             return
+        if verdict is Verdict.REPLACE and other is not None:
+            old = self.links.get(other)
+            if old is not None:
+                log.info(
+                    "%s (%s) proved itself on a new link: it replaces the old one",
+                    hello.display_name,
+                    hello.peer_id[:8],
+                )
+                old.session.close("replaced by a newer link from the same peer")
+                self._pump(other)
+        if entry.key is not None:
+            self._known_devices.add(entry.key)
         peer = self._peer_for(hello)
         entry.peer = peer
         self.peers[peer.id] = (peer, link)
@@ -407,16 +474,44 @@ class Node:
             except Exception:
                 log.exception("file transfers failed on peer_added")
 
-    def _rate_limited(self, address: str | None) -> bool:
-        if address is None:
+    def _device_key(self, link: LinkId, address: str | None) -> str | None:
+        """What identifies the remote device: the transport's key (a TLS certificate, an
+        MCPeerID), else the host of its address."""
+        key = self.transport.peer_key(link)
+        if key is not None:
+            return key
+        return None if address is None else "host:" + _host_of(address)
+
+    def _rate_limited(self, key: str | None) -> bool:
+        horizon = time.monotonic() - self.options.auth_failure_window
+        every = self._all_failures
+        while every and every[0] < horizon:
+            every.popleft()
+        if key is None:
             return False
-        failures = self._auth_failures.get(_host_of(address))
+        cap = _GLOBAL_FAILURES_FACTOR * self.options.max_auth_failures
+        if len(every) >= cap and key not in self._known_devices:
+            return True
+        failures = self._auth_failures.get(key)
         if not failures:
             return False
-        horizon = time.monotonic() - self.options.auth_failure_window
         while failures and failures[0] < horizon:
             failures.popleft()
         return len(failures) >= self.options.max_auth_failures
+
+    def _warn(self, topic: str, message: str, *args: Any) -> None:
+        """Log a warning, at most once per topic every _WARN_EVERY seconds (the rest counted)."""
+        now = time.monotonic()
+        last, skipped = self._warned.get(topic, (-_WARN_EVERY, 0))
+        if now - last < _WARN_EVERY:
+            self._warned[topic] = (last, skipped + 1)
+            return
+        if len(self._warned) >= _MAX_FAILING_HOSTS:
+            self._warned.clear()
+        self._warned[topic] = (now, 0)
+        if skipped:
+            message += f" (and {skipped} more like it in the last {now - last:.0f} s)"
+        log.warning(message, *args)
 
     def _forget_failures(self, now: float) -> None:
         """Bound the table: drop hosts without a failure in the window, else the older half."""
@@ -430,14 +525,17 @@ class Node:
 
     def _on_closed(self, link: LinkId, entry: _Link, event: LinkClosed) -> None:
         self.links.pop(link, None)
-        if event.auth_failed and entry.address is not None:
-            log.warning("authentication with %s failed: %s", entry.address, event.reason)
-            host = _host_of(entry.address)
+        waiting = self._pairs.on_closed(link)
+        if event.auth_failed:
+            self._warn(f"auth:{entry.key}", "authentication with %s failed: %s", entry.address, event.reason)
             now = time.monotonic()
-            if host not in self._auth_failures and len(self._auth_failures) >= _MAX_FAILING_HOSTS:
-                self._forget_failures(now)
-            failures = self._auth_failures.setdefault(host, deque(maxlen=64))
-            failures.append(now)
+            self._all_failures.append(now)
+            if len(self._all_failures) > 1024:
+                self._all_failures.popleft()
+            if entry.key is not None:
+                if entry.key not in self._auth_failures and len(self._auth_failures) >= _MAX_FAILING_HOSTS:
+                    self._forget_failures(now)
+                self._auth_failures.setdefault(entry.key, deque(maxlen=64)).append(now)
         self.transport.close_link(link, event.reason)
         peer = entry.peer
         if peer is None or self.peers.get(peer.id, (None, None))[1] != link:
@@ -462,6 +560,12 @@ class Node:
         if self.presence is not None:
             self.presence.peer_removed(peer)  # its presence_changed(peer, None) comes first
         self.runtime.dispatch(_call_owner, self._owner, "peer_removed", peer)
+        for other in waiting:  # the peer's link ended: links held for it are judged again
+            held = self.links.get(other)
+            hello = held.session.remote_hello if held is not None else None
+            if held is not None and hello is not None and not held.session.accepted_locally:
+                self._on_hello(other, held, hello)
+                self._pump(other)
 
     def _on_message(self, entry: _Link, event: MessageReceived) -> None:
         peer = entry.peer
@@ -631,6 +735,22 @@ class NodeStoreHost:
     def connected_peers(self) -> list[PeerID]:
         """The connected peers, in join order (core thread)."""
         return self._node.connected_peers()
+
+    def anchor(self, obj: object) -> Callable[[], None]:
+        """Keep ``obj`` alive as long as the user's object, not longer; return its release."""
+        owner_ref = self._node._owner
+        anchors: dict[int, object] | None = getattr(owner_ref(), "_anchors", None)
+        if anchors is None:
+            return lambda: None
+        key = id(obj)
+        anchors[key] = obj
+
+        def release() -> None:  # reaches the anchors only through the weak reference
+            gone: dict[int, object] | None = getattr(owner_ref(), "_anchors", None)
+            if gone is not None:
+                gone.pop(key, None)
+
+        return release
 
     def peer_rate(self, peer_id: str) -> float | None:
         """The message rate the peer advertised, or None (core thread)."""

@@ -270,6 +270,7 @@ class _Stats:
     rejected: int = 0
     forwarded: int = 0
     resyncs: int = 0
+    missing_asks: int = 0
     by_kind: dict[int, int] = field(default_factory=dict)
 
 
@@ -303,6 +304,10 @@ class DocSync:
         # Updates for a store held back from a new peer until our step 2 for it has gone out,
         # so that it never receives structs before the history they build on.
         self._held: dict[str, dict[str, list[bytes]]] = {}
+        # Stores whose document waits for missing updates: the neighbours asked (a step 1) since
+        # it began waiting, and those of them that have not answered yet.
+        self._missing_asked: dict[str, set[str]] = {}
+        self._missing_open: dict[str, set[str]] = {}
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._seq = 0
         # Plain y-protocols participants: id -> store, and the updates held for each until our
@@ -331,6 +336,10 @@ class DocSync:
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
         # Whole messages: the outbox (mpstore/_outbox.py) bundles small ones and slices big ones.
         self.outbox.append((peer, payload))
+
+    def holding(self) -> bool:
+        """True while updates wait for a peer's first sync (see ``_held``)."""
+        return any(waiting for held in self._held.values() for waiting in held.values())
 
     # -- documents
 
@@ -424,6 +433,8 @@ class DocSync:
         self._resyncing = {k for k in self._resyncing if k[0] != peer}
         self._held.pop(peer, None)
         self._parts.pop(peer, None)
+        for waiting in self._missing_open.values():
+            waiting.discard(peer)
         lost = self.their_neighbours.pop(peer, frozenset())
         self._announce()
         self._resync(lost)
@@ -556,7 +567,10 @@ class DocSync:
                 self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
             return
         before = d.state_vector()
-        changes = d.apply_update(data)
+        try:
+            changes = d.apply_update(data)
+        finally:
+            self._answered(peer, name, d)
         if changes:
             self.events.append(StoreUpdated(name, changes, peer, peer))
         if changes or d.state_vector() != before:
@@ -579,10 +593,49 @@ class DocSync:
         except BaseException:
             self._seen.pop((origin, seq), None)
             raise
+        self._check_missing(peer, name, d)
         if changes:
             self.events.append(StoreUpdated(name, changes, origin, peer))
         self._forward(peer, name, payload, origin=origin)
         self._to_participants(name, data, None)
+
+    # -- missing dependencies: ask at once instead of waiting for a repair
+
+    def _check_missing(self, sender: str, name: str, d: EngineDoc) -> None:
+        """After an update from ``sender``: if the document now waits for something, ask the
+        sender for it (a step 1: it answers with exactly what we lack)."""
+        if not d.waiting():
+            self._missing_asked.pop(name, None)
+            self._missing_open.pop(name, None)
+            return
+        if self._missing_open.get(name):
+            return  # an ask is out; its answer comes first
+        asked = self._missing_asked.setdefault(name, set())
+        if sender not in asked:
+            self._ask(sender, name, d)
+
+    def _answered(self, peer: str, name: str, d: EngineDoc) -> None:
+        """A step 2 from ``peer`` arrived: if still waiting, ask the neighbours not asked yet."""
+        self._missing_open.get(name, set()).discard(peer)
+        if not d.waiting():
+            self._missing_asked.pop(name, None)
+            self._missing_open.pop(name, None)
+            return
+        if self._missing_open.get(name):
+            return
+        asked = self._missing_asked.setdefault(name, set())
+        for other in [*self.neighbours, *(p for p, s in self.participants.items() if s == name)]:
+            if other not in asked:
+                self._ask(other, name, d)
+
+    def _ask(self, peer: str, name: str, d: EngineDoc) -> None:
+        self._missing_asked.setdefault(name, set()).add(peer)
+        self._missing_open.setdefault(name, set()).add(peer)
+        self.stats.missing_asks += 1
+        if peer in self.participants:
+            self.outbox.append((peer, _syncproto.encode_sync_step1(d.state_vector())))
+        elif peer in self.neighbours:
+            self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
 
     def _send_update(self, peer: str, name: str, payload: bytes) -> None:
         held = self._held.get(peer)
@@ -618,6 +671,8 @@ class DocSync:
         """A participant left; what was held for it is dropped (it resyncs when it returns)."""
         self.participants.pop(pid, None)
         self._p_held.pop(pid, None)
+        for waiting in self._missing_open.values():
+            waiting.discard(pid)
 
     def receive_plain(self, pid: str, message: bytes) -> None:
         """Handle one y-protocols sync message (type 0) from participant ``pid``; never raises
@@ -638,7 +693,13 @@ class DocSync:
                     self.outbox.append((pid, waiting))
                 return
             before = d.state_vector()
-            changes = d.apply_update(data)
+            try:
+                changes = d.apply_update(data)
+            finally:
+                if step == Y_STEP2:
+                    self._answered(pid, name, d)
+                else:
+                    self._check_missing(pid, name, d)
         except CorruptUpdate as exc:
             self.stats.rejected += 1
             log.warning("sync message from participant %s rejected: %s", pid, exc)

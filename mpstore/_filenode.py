@@ -54,8 +54,12 @@ class FileLimits:
     min_free_disk: int = 512 * 1024**2
     """A file is accepted only if its folder's disk keeps this many bytes free after it (and
     after every other file still arriving)."""
-    window: int = 8
-    """Chunks asked for and not yet received, per transfer."""
+    window: int = 16
+    """The most chunks asked for and not yet received, per transfer (the window adapts below
+    it to keep the queueing delay near ``target_delay``)."""
+    target_delay: float = 0.01
+    """Queueing delay (seconds) a transfer aims to add to the link: messages wait about this long
+    behind file chunks."""
     resume_timeout: float = 60.0
     """How long a transfer waits for a lost peer (or any peer with the bytes) to come back."""
     stall_timeout: float = 30.0
@@ -353,6 +357,7 @@ class FileManager:
             sources,
             now,
             window=self.limits.window,
+            target_delay=self.limits.target_delay,
             stall_timeout=self.limits.stall_timeout,
             resume_timeout=self.limits.resume_timeout,
             xid=xid,
@@ -733,13 +738,15 @@ class FileManager:
                 if len(self._open) >= 16:
                     self._open.pop(next(iter(self._open))).close()
                 f = self._open[sha] = open(blob.path, "rb")  # noqa: SIM115 (cached, closed in close())
+            st = os.fstat(f.fileno())
             f.seek(offset)
             data = f.read(length)
         except OSError as exc:
             log.warning("cannot read %s: %s", blob.path, exc)
-            data = b""
-        if len(data) != length or hashlib.sha256(data).digest() != blob.hashes[index]:
-            # The file changed on disk since it was hashed: stop serving it.
+            data, st = b"", None
+        # The receiver checks every chunk against its hash; here a cheaper check that the file
+        # was not changed since it was hashed (size and modification time).
+        if st is None or len(data) != length or (st.st_size, st.st_mtime_ns) != (blob.size, blob.mtime_ns):
             log.warning("%s changed since it was shared; no longer serving it", blob.path)
             self._blobs.pop(sha, None)
             old = self._open.pop(sha, None)

@@ -58,6 +58,7 @@ MIN_CHUNK: Final = 16 * 1024
 MAX_CHUNK: Final = 1024 * 1024
 #: Chunk indices in one WANT, and chunks a peer may have asked us for and not yet received.
 MAX_WANT: Final = 64
+MIN_WINDOW: Final = 2
 MAX_NAME_BYTES: Final = 200
 TOKEN_TAG: Final = "mpstore-file"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -402,8 +403,9 @@ class Fetch:
         sources: Iterable[str],
         now: float,
         *,
-        window: int = 8,
+        window: int = 16,
         retries: int = 3,
+        target_delay: float = 0.01,
         stall_timeout: float = 30.0,
         resume_timeout: float = 60.0,
         xid: str = "",
@@ -411,7 +413,12 @@ class Fetch:
     ) -> None:
         self.ref = ref
         self.xid = xid
-        self.window = max(1, min(window, MAX_WANT))
+        self.window = max(MIN_WINDOW, min(window, MAX_WANT))
+        self.target_delay = target_delay
+        self._cwnd = float(min(4, self.window))
+        self._base_rtt = float("inf")
+        self._epoch_rtt = float("inf")
+        self._epoch_samples = 0
         self.retries = retries
         self.stall_timeout = stall_timeout
         self.resume_timeout = resume_timeout
@@ -456,6 +463,8 @@ class Fetch:
     def _next_source(self, now: float) -> list[Send | Write]:
         self.source = None
         self._inflight.clear()
+        self._base_rtt = self._epoch_rtt = float("inf")
+        self._epoch_samples = 0
         for peer in self._candidates:
             if peer in self._connected and peer not in self._tried:
                 self._tried.add(peer)
@@ -511,8 +520,10 @@ class Fetch:
         """A chunk arrived: write it if its hash matches, ask again if not."""
         if peer != self.source or not self.active or self.hashes is None:
             return []
-        if self._inflight.pop(index, None) is None:
+        asked_at = self._inflight.pop(index, None)
+        if asked_at is None:
             return []  # not asked for (or asked again after a stall): ignore
+        self._pace(now - asked_at)
         offset, length = chunk_span(index, self.ref.size, self.ref.chunk)
         actions: list[Send | Write] = []
         if len(chunk) != length or hashlib.sha256(chunk).digest() != self.hashes[index]:
@@ -528,6 +539,24 @@ class Fetch:
         actions.extend(self._request(now))
         return actions
 
+    def _pace(self, rtt: float) -> None:
+        # LEDBAT-style: grow the window while the round trip stays within target_delay of the
+        # smallest one seen (nothing queued), shrink it as the queue grows. Chunks queued at the
+        # sender delay every message sent behind them; this keeps that queue short.
+        self._epoch_rtt = min(self._epoch_rtt, rtt)
+        self._epoch_samples += 1
+        if self._epoch_samples >= 256:  # forget old minima slowly (routes and load change)
+            self._base_rtt, self._epoch_rtt, self._epoch_samples = self._epoch_rtt, float("inf"), 0
+        base = min(self._base_rtt, self._epoch_rtt)
+        off_target = (self.target_delay - (rtt - base)) / self.target_delay
+        self._cwnd += max(-1.0, min(1.0, off_target)) / self._cwnd
+        self._cwnd = max(float(MIN_WINDOW), min(float(self.window), self._cwnd))
+
+    @property
+    def cwnd(self) -> int:
+        """Chunks asked for at once now (between MIN_WINDOW and window)."""
+        return int(self._cwnd)
+
     def _drop_source(self, peer: str, now: float) -> list[Send | Write]:
         if self.pinned is not None:
             self.failed = "the sender sent bytes that do not match the file's hashes"
@@ -539,8 +568,11 @@ class Fetch:
     def _request(self, now: float) -> list[Send | Write]:
         if self.source is None or self.hashes is None:
             return []
-        room = self.window - len(self._inflight)
-        if room <= 0:
+        window = int(self._cwnd)
+        room = window - len(self._inflight)
+        # Ask in batches of half a window: fewer small messages (each is a syscall and a TCP
+        # segment on both ends), and the other half keeps the link busy meanwhile.
+        if room <= 0 or (self._inflight and room < window // 2):
             return []
         wanted = []
         for index in self.have.missing():

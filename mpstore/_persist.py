@@ -601,10 +601,11 @@ class StoreInfo:
     log_bytes: int
     history: int
     clients: int
+    values: dict[str, str] | None = None
 
 
 def inspect(
-    data_dir: str | os.PathLike[str], new_doc: Callable[[], EngineDoc]
+    data_dir: str | os.PathLike[str], new_doc: Callable[[], EngineDoc], *, values: bool = False
 ) -> tuple[str, int, list[StoreInfo]]:
     """The database path, its size in bytes and what each saved store holds (opens it exclusively)."""
     path = os.fspath(data_dir)
@@ -621,15 +622,17 @@ def inspect(
                     doc.apply_update(data)
                 except CorruptUpdate as exc:
                     log.warning("store %r: a saved update does not decode, skipped: %s", name, exc)
+            entries = dict(doc.items())
             out.append(
                 StoreInfo(
                     name,
-                    sorted(k for k, _ in doc.items()),
+                    sorted(entries),
                     s.snapshot_bytes,
                     s.log_rows,
                     s.log_bytes,
                     s.next_seq - 1,
                     len(s.used_clients()),
+                    entries if values else None,
                 )
             )
         size = sum(os.path.getsize(p) for p in (db.path, db.path + "-wal") if os.path.exists(p))

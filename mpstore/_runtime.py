@@ -34,6 +34,10 @@ class Runtime:
         self._closed = False
         self._ready = threading.Event()
         self._callbacks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Futures of call() not finished yet: failed with Closed once the loop is closed, so a
+        # call whose post landed just before the loop stopped cannot wait forever.
+        self._calls: set[concurrent.futures.Future[Any]] = set()
+        self._calls_lock = threading.Lock()
         self._core = threading.Thread(target=self._run_core, name=f"mpstore-core-{name}", daemon=True)
         self._dispatcher = threading.Thread(
             target=self._run_dispatcher, name=f"mpstore-dispatch-{name}", daemon=True
@@ -58,6 +62,11 @@ class Runtime:
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             finally:
                 self.loop.close()
+                with self._calls_lock:
+                    stranded, self._calls = self._calls, set()
+                for future in stranded:
+                    if future.set_running_or_notify_cancel():
+                        future.set_exception(Closed("this object was ended with end_all()"))
 
     def _run_dispatcher(self) -> None:
         while True:
@@ -100,6 +109,8 @@ class Runtime:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
+            with self._calls_lock:
+                self._calls.discard(future)
             if not future.set_running_or_notify_cancel():
                 return
             try:
@@ -107,7 +118,21 @@ class Runtime:
             except BaseException as exc:
                 future.set_exception(exc)
 
-        self.post(run)
+        with self._calls_lock:
+            self._calls.add(future)
+        try:
+            self.post(run)
+        except BaseException:
+            with self._calls_lock:
+                self._calls.discard(future)
+            raise
+        if self.loop.is_closed():
+            # Closed between our post and now: the sweep may have run before we were added.
+            with self._calls_lock:
+                gone = future in self._calls
+                self._calls.discard(future)
+            if gone and future.set_running_or_notify_cancel():
+                future.set_exception(Closed("this object was ended with end_all()"))
         return self._wait(future, timeout)
 
     def call_async(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

@@ -9,10 +9,12 @@ its own write as soon as the write returns. Observers run on the dispatcher thre
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -127,22 +129,52 @@ class _Observed(Protocol):
 class Subscription:
     """A registered observer; :meth:`cancel` stops further callbacks."""
 
-    def __init__(self, store: _Observed, callback: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        store: _Observed,
+        callback: Callable[[Any], Any],
+        anchor: Callable[[object], Callable[[], None]] | None = None,
+    ) -> None:
         self._store = store
-        self.callback = callback
         self.active = True
         self._running = threading.RLock()  # held while the callback runs
+        self._release: Callable[[], None] | None = None
+        self._ref: Callable[[], Callable[[Any], Any] | None]
+        # The node's threads reach this subscription; if it held the callback strongly, a
+        # callback that is a method of the user's object (or a closure over it) would keep that
+        # object alive for ever and garbage collection would never end it. So the callback is
+        # held weakly here and strongly by the user's object (``anchor``), a plain cycle.
+        ref: Callable[[], Callable[[Any], Any] | None] | None = None
+        if anchor is not None:
+            try:
+                ref = weakref.WeakMethod(callback) if inspect.ismethod(callback) else weakref.ref(callback)
+            except TypeError:
+                ref = None  # not weakly referenceable: held strongly below
+        if ref is not None and anchor is not None:
+            self._release = anchor(callback)
+            self._ref = ref
+        else:
+            self._ref = lambda: callback
+
+    @property
+    def callback(self) -> Callable[[Any], Any] | None:
+        """The observer (None once it is gone)."""
+        return self._ref()
 
     def cancel(self) -> None:
         """Stop calling the callback; idempotent. After it returns no call is running or will
         start (from another thread it waits for a running call to finish)."""
         with self._running:
             self._store._unsubscribe(self)
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
     def _run(self, change: Any) -> None:
         with self._running:
-            if self.active:
-                self.callback(change)
+            callback = self._ref() if self.active else None
+            if callback is not None:
+                callback(change)
 
     def __enter__(self) -> Subscription:
         return self
@@ -449,7 +481,7 @@ class SharedDict(MutableMapping[str, Any]):
         """Call ``callback(change)`` on the dispatcher thread after each change."""
         if not callable(callback):
             raise InvalidArgument("callback must be callable")
-        sub = Subscription(self, callback)
+        sub = Subscription(self, callback, self._manager._anchor)
         with self._lock:
             if self._closed:
                 raise Closed("the store was closed (end_all)")
@@ -663,6 +695,7 @@ class StoreManager:
         self._drain_posted = False
         self._participants: dict[str, Participant] = {}
         self._participant_ids = itertools.count(1)
+        self._anchors: dict[int, object] = {}
 
     @property
     def engine_name(self) -> str | None:
@@ -684,6 +717,20 @@ class StoreManager:
         self._new_doc()  # loads the engine
         assert self._engine is not None
         return self._persist.new_doc(name, self._engine.new_doc)
+
+    def _anchor(self, obj: object) -> Callable[[], None]:
+        """Keep ``obj`` alive as long as the user's object (see Subscription)."""
+        anchor = getattr(self._host, "anchor", None)
+        if anchor is not None:
+            released: Callable[[], None] = anchor(obj)
+            return released
+        key = id(obj)
+        self._anchors[key] = obj
+
+        def release() -> None:
+            self._anchors.pop(key, None)
+
+        return release
 
     def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
@@ -983,8 +1030,27 @@ class StoreManager:
         except Exception:
             log.exception("store: failed to hand out messages or changes")
 
+    def flush_step(self) -> bool:
+        """Core thread: apply queued writes and hand out what may go now; True when nothing
+        is left waiting for a connected peer (end_all calls it until then, bounded)."""
+        if self._closed:
+            return True
+        self._guard(self._drain)
+        waiting = False
+        for pid in list(self._peers):
+            if self._outbox.has_work(pid):
+                self._release(pid)
+                waiting = waiting or self._outbox.has_work(pid)
+        with self._qlock:
+            waiting = waiting or bool(self._queue)
+        return not waiting and not self._sync.holding()
+
     def close(self) -> None:
         """Core thread: stop; later writes raise Closed, waiters wake with Closed."""
+        try:
+            self._drain()  # what returned is in the documents (and on disk) before closing
+        except Exception:
+            log.exception("store: applying the last writes failed")
         self._closed = True
         for store in self.stores():
             store._close()

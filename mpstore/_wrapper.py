@@ -97,6 +97,9 @@ class MultipeerConnectivity:
         self._max_message_size = max_message_size
         self._send_timeout = send_timeout
         self._pacers: dict[str, _Pacer] = {}
+        # Observers of our stores, held here (not by the node's threads) so that an object
+        # whose observer is its own method can still be garbage-collected (and then ended).
+        self._anchors: dict[int, object] = {}
         self._pacer_lock = threading.Lock()
         self._engine_name = engine
         self._servers: list[Any] = []

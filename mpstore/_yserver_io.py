@@ -264,7 +264,10 @@ class ServerConnection:
         if self._presence is not None:
             attach = getattr(self._presence, "attach_participant", None)
             if callable(attach):
-                self._presence_link = attach(f"{self._participant.id}", self._send_awareness)
+                try:
+                    self._presence_link = attach(f"{self._participant.id}", self._send_awareness)
+                except Exception:
+                    log.exception("presence could not attach the server %s; the store goes on", self.url)
 
     def _detach(self) -> None:
         participant, self._participant = self._participant, None

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         "--peer", type=_address, action="append", default=[], help="LAN: dial HOST:PORT (repeatable)"
     )
     chat.add_argument("--no-discovery", action="store_true", help="LAN: no mDNS, only --peer")
+    chat.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep the chat's history in this directory (a saved store, shared with peers): "
+        "shown at start and by /history, and it survives restarts",
+    )
 
     peers = sub.add_parser("peers", help="list the services of a type found on the LAN")
     peers.add_argument("--service", default="chat", help="service type (default: chat)")
@@ -90,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
         "--interface", action="append", default=None, help="interface name or address (repeatable)"
     )
 
+    store = sub.add_parser(
+        "store",
+        help="show what a data directory holds: stores, keys, sizes, history",
+        description="Open a data directory written with MultipeerConnectivity(data_dir=...) (or its "
+        "mpstore.sqlite3) and list each saved store: its keys, the bytes of its snapshot and log, "
+        "and its history length (updates ever saved). Needs the directory not in use.",
+    )
+    store.add_argument("path", help="the data directory, or its mpstore.sqlite3")
+    store.add_argument("name", nargs="?", default=None, help="only this store, with its values")
+    store.add_argument("--keys", type=int, default=20, help="keys to list per store (default: 20)")
     board = sub.add_parser(
         "whiteboard",
         help="a shared whiteboard: this peer serves the page to browsers (needs the web extra)",
@@ -148,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _chat(args)
         if args.command == "peers":
             return _peers(args)
+        if args.command == "store":
+            return _store(args)
         if args.command == "whiteboard":
             return _whiteboard(args)
         if args.command in ("send", "receive"):
@@ -241,6 +260,7 @@ class _Chat(MultipeerConnectivity):
 
     def __init__(self, out: Callable[[str], None], *args: Any, **kwargs: Any) -> None:
         self._out = out
+        self.history: Any = None
         super().__init__(*args, **kwargs)
 
     def peer_added(self, peer: PeerID) -> None:
@@ -279,8 +299,18 @@ def _chat(args: argparse.Namespace) -> int:
         with lock:
             print(line, flush=True)
 
-    mc = _Chat(out, args.name, args.service, transport=_chat_transport(args), secret=args.secret)
+    mc = _Chat(
+        out,
+        args.name,
+        args.service,
+        transport=_chat_transport(args),
+        secret=args.secret,
+        data_dir=args.data_dir,
+    )
     try:
+        if args.data_dir is not None:
+            mc.history = mc.shared_dict(HISTORY_STORE)
+            _show_history(mc, out)
         address = getattr(mc.transport, "address", None)
         if address is not None:
             out(f"* listening on {_host_port(*address[:2])} (service {args.service!r}); /help for commands")
@@ -299,7 +329,27 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-_CHAT_HELP = "commands: /peers (who is here), /help, /quit; anything else is sent to everyone"
+_CHAT_HELP = (
+    "commands: /peers (who is here), /history (with --data-dir), /help, /quit; "
+    "anything else is sent to everyone"
+)
+#: The saved store holding the chat's history with --data-dir: time-ordered key -> line.
+HISTORY_STORE = "chat-history"
+HISTORY_SHOWN = 20
+
+
+def _show_history(mc: MultipeerConnectivity, out: Callable[[str], None]) -> None:
+    history = getattr(mc, "history", None)
+    if history is None:
+        out("* no history: start the chat with --data-dir to keep one")
+        return
+    keys = sorted(history.keys())[-HISTORY_SHOWN:]
+    if not keys:
+        out("* history: empty")
+    for key in keys:
+        entry = history.get(key)
+        if isinstance(entry, dict):
+            out(f"[history] {entry.get('from', '?')}: {entry.get('text', '')}")
 
 
 def _read_line(stream: TextIO) -> str:
@@ -327,6 +377,9 @@ def _chat_loop(mc: MultipeerConnectivity, read: Callable[[], str], out: Callable
         if command == "/help":
             out(f"* {_CHAT_HELP}")
             continue
+        if command == "/history":
+            _show_history(mc, out)
+            continue
         if command.startswith("/") and not command.startswith("//"):
             out(
                 f"* unknown command {command.split()[0]!r}, not sent; {_CHAT_HELP} (// sends a leading /)"
@@ -334,13 +387,56 @@ def _chat_loop(mc: MultipeerConnectivity, read: Callable[[], str], out: Callable
             continue
         if command.startswith("//"):
             line = line.replace("//", "/", 1)
+        history = getattr(mc, "history", None)
+        if history is not None:  # kept, and passed on to peers when they come
+            key = f"{time.time_ns():020d}-{mc.my_peer.id[:8]}"
+            history[key] = {"from": mc.my_peer.display_name, "text": line}
         if not mc.get_peers():
-            out("* nobody to send to yet")
+            out("* nobody to send to yet" + (" (kept in the history)" if history is not None else ""))
             continue
         try:
             mc.send(line)
         except MpstoreError as exc:
             out(f"* not sent: {exc}")
+
+
+# -- store --------------------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> int:
+    from ._persist import inspect
+    from ._values import ValueDecodeError, decode_value
+    from .engines import load_engine
+
+    if not os.path.exists(args.path):
+        print(f"mpstore store: {args.path!r} does not exist", file=sys.stderr)
+        return 2
+    engine = load_engine(None)
+    path, size, stores = inspect(args.path, engine.new_doc, values=args.name is not None)
+    if args.name is not None:
+        stores = [s for s in stores if s.name == args.name]
+        if not stores:
+            print(f"mpstore store: no store {args.name!r} in {path}", file=sys.stderr)
+            return 1
+    print(f"{path}: {size} bytes on disk, {len(stores)} store(s)")
+    for s in stores:
+        print(
+            f"store {s.name!r}: {len(s.keys)} keys; snapshot {s.snapshot_bytes} B, log {s.log_rows} "
+            f"updates ({s.log_bytes} B); history {s.history} updates; opened {s.clients} times"
+        )
+        shown = s.keys[: max(0, args.keys)]
+        for key in shown:
+            if s.values is None:
+                print(f"  {key}")
+                continue
+            try:
+                text = repr(decode_value(s.values[key]))
+            except ValueDecodeError as exc:
+                text = f"<undecodable: {exc}>"
+            print(f"  {key} = {text if len(text) <= 200 else text[:197] + '...'}")
+        if len(shown) < len(s.keys):
+            print(f"  ... and {len(s.keys) - len(shown)} more")
+    return 0
 
 
 # -- peers --------------------------------------------------------------------------------------

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pycrdt import Doc, Map, TransactionEvent, merge_updates
-from pycrdt import get_update as _diff_update
 
 from .._errors import CorruptUpdate
+from ._gate import CausalGate, ExactContent
+from ._python._update import decode_state_vector, decode_update, encode_update
 from .base import ROOT_MAP, Engine, EngineDoc
+
+log = logging.getLogger("mpstore.store")
 
 __all__ = ["PycrdtDoc", "PycrdtEngine"]
 
@@ -33,35 +37,6 @@ def _count_fits(data: bytes, min_entry_size: int) -> bool:
     return not data
 
 
-def _check_update(update: bytes) -> dict[int, int] | None:
-    """Raise CorruptUpdate unless ``update`` decodes as a v1 update with each client once;
-    return the clock each client's structs end at (None without the pure decoder)."""
-    try:
-        from ._python._update import decode_update
-    except ImportError:  # a build without the pure engine: yrs alone decides
-        return None
-    refs, _ = decode_update(update)
-    ends = {}
-    for client, structs in refs.items():
-        last = structs[-1]
-        ends[client] = last.clock + last.length
-    return ends
-
-
-def _behind(state_vector: bytes, ends: dict[int, int] | None) -> bool:
-    """True if the state vector does not reach every end clock (structs were left waiting)."""
-    if ends is None:
-        return True
-    if not ends:
-        return False
-    try:
-        from ._python._update import decode_state_vector
-    except ImportError:
-        return True
-    sv = decode_state_vector(state_vector)
-    return any(sv.get(client, 0) < end for client, end in ends.items())
-
-
 def _fresh_client_id() -> int:
     # Yjs client ids are uint32 in JS (yrs accepts up to 2**53); stay in the range every Yjs reads.
     return secrets.randbits(32) or 1
@@ -80,9 +55,11 @@ class PycrdtDoc(EngineDoc):
         # The visible entries as last reported, to tell real changes and to recover when yrs
         # cannot say which keys an update touched.
         self._cache: dict[str, str] = {}
-        # Parts of remote updates beyond our state vector: yrs holds them pending or has
-        # integrated them out of order, and then misreports map events.
-        self._leftovers: list[bytes] = []
+        # yrs only ever gets updates it can integrate completely (see _gate.py).
+        self._gate = CausalGate()
+        self._exact = ExactContent()
+        self._sv: dict[int, int] | None = None  # yrs's state vector, None until read again
+        self._short: dict[int, int] = {}  # clocks released to yrs that it did not integrate
         self._remote = False
         # pycrdt keeps callbacks on the Rust side, out of sight of Python's garbage collector, and
         # a Doc with a transaction observer is never freed until it is unobserved: so observe
@@ -124,6 +101,16 @@ class PycrdtDoc(EngineDoc):
         value = self._map.get(key)
         return value if isinstance(value, str) else None
 
+    def _snapshot(self) -> dict[str, str]:
+        """Every string entry, read in one call (Map.get costs two transactions per key)."""
+        try:
+            whole = self._map.to_py() or {}
+        except _PASS_THROUGH:
+            raise
+        except BaseException:  # hostile input can leave a key yrs lists but cannot read
+            return dict(self.items())
+        return {k: v for k, v in whole.items() if isinstance(v, str)}
+
     def items(self) -> list[tuple[str, str]]:
         """All entries whose value is a string."""
         # Not Map.items(): after some hostile updates yrs lists a key it then cannot find, and
@@ -145,40 +132,59 @@ class PycrdtDoc(EngineDoc):
                 self._map[key] = value
                 cache[key] = value
         updates, self._updates = self._updates, []
+        self._sv = None
         return b"".join(updates) if len(updates) <= 1 else _merge(updates)
 
     def apply_update(self, update: bytes) -> dict[str, str | None]:
-        """Apply a remote update; return the keys it changed with their new values."""
+        """Apply a remote update; return the keys it changed with their new values.
+
+        Only what yrs can integrate completely reaches it: the rest waits in the causal gate
+        until its dependencies arrive (:meth:`waiting`).
+        """
         self._changed.clear()
         self._keys_failed = False
-        if not _count_fits(update, 3):  # each client: struct count, client id, clock
-            raise CorruptUpdate("update rejected: more clients than its bytes can hold")
-        # yrs integrates a client listed twice in one update twice, and reading the map then
-        # crashes the process (a segfault, pycrdt 0.14.13): the pure engine's decoder refuses
-        # such updates (and anything else malformed) before yrs sees them.
-        ends = _check_update(update)
+        # The pure engine's decoder refuses malformed updates (and those listing a client twice,
+        # which yrs integrates twice and then crashes the process reading) before yrs sees them.
+        refs, ds = decode_update(update)
+        release = self._gate.admit(refs, ds, self._state())
+        if not release.clients and not release.deletes:
+            return {}
+        self._exact.record(release.clients)
+        payload = update if release.whole else encode_update(release.clients, release.deletes)
+        cache = self._cache
         self._remote = True
         sub = self._map.observe(self._map_callback)
+        failed: BaseException | None = None
         try:
-            self._doc.apply_update(update)
+            self._doc.apply_update(payload)
         except _PASS_THROUGH:
             raise
         except BaseException as exc:  # pyo3's PanicException is a BaseException
-            raise CorruptUpdate(f"update rejected: {type(exc).__name__}: {exc}") from None
+            failed = exc
         finally:
             self._remote = False
             self._updates.clear()
             self._map.unobserve(sub)
+        before = self._sv
+        after = self._sv = decode_state_vector(bytes(self._doc.get_state()))
+        short = self._short
+        for client, clock in release.state.items():
+            if after.get(client, 0) < clock:
+                short[client] = max(clock, short.get(client, 0))
+            elif client in short and after.get(client, 0) >= short[client]:
+                del short[client]
+        if failed is not None:
+            # yrs can panic after integrating (its map events): the state vector tells.
+            if after == before and dict(self.items()) == cache:
+                self._changed.clear()
+                raise CorruptUpdate(f"update rejected: {type(failed).__name__}: {failed}") from None
+            log.warning("yrs raised applying an update it integrated: %s: %s", type(failed).__name__, failed)
+            self._keys_failed = True
         changed, self._changed = self._changed, {}
-        was_gapped = bool(self._leftovers)
-        # Leftovers are tracked (a diff per update) only while the state vector shows a gap.
-        if was_gapped or _behind(bytes(self._doc.get_state()), ends):
-            self._track_leftovers(update)
-        cache = self._cache
-        if self._keys_failed or was_gapped or self._leftovers:
+        if self._keys_failed or short:
             # yrs's map events are wrong or missing here: compare every entry instead.
             self._keys_failed = False
-            current = dict(self.items())
+            current = self._snapshot()
             changed = {key: current.get(key) for key in cache.keys() | current.keys()}
         out: dict[str, str | None] = {}
         for key, new in changed.items():
@@ -190,16 +196,15 @@ class PycrdtDoc(EngineDoc):
                     cache[key] = new
         return out
 
-    def _track_leftovers(self, update: bytes) -> None:
-        sv = bytes(self._doc.get_state())
-        left = []
-        for u in [*self._leftovers, update]:
-            rest = bytes(_diff_update(u, sv))
-            if rest[:1] != b"\x00":  # the first var-uint counts clients with structs
-                left.append(rest)
-        if len(left) > 16:
-            left = [bytes(merge_updates(*left))]
-        self._leftovers = left
+    def _state(self) -> dict[int, int]:
+        sv = self._sv
+        if sv is None:
+            sv = self._sv = decode_state_vector(bytes(self._doc.get_state()))
+        return sv
+
+    def waiting(self) -> bool:
+        """True while updates wait for changes that have not arrived (a sync brings them)."""
+        return self._gate.waiting() or bool(self._short)
 
     def state_vector(self) -> bytes:
         """The encoded state vector."""
@@ -210,11 +215,22 @@ class PycrdtDoc(EngineDoc):
         if not _count_fits(state_vector, 2):  # each entry: client id, clock
             raise CorruptUpdate("bad state vector: more entries than its bytes can hold")
         try:
-            return bytes(self._doc.get_update(state_vector))
+            diff = bytes(self._doc.get_update(state_vector))
         except _PASS_THROUGH:
             raise
         except BaseException as exc:
             raise CorruptUpdate(f"bad state vector: {type(exc).__name__}: {exc}") from None
+        gate = self._gate
+        if not gate.waiting() and not self._exact:
+            return diff
+        # Add what waits in the gate (as Yjs adds its pending structs) and put foreign contents
+        # back as they came: yrs re-encodes -0 as 0 and a BigInt as an integer.
+        refs, ds = decode_update(diff)
+        theirs = decode_state_vector(state_vector)
+        self._exact.patch(refs, full=not theirs)
+        for client, ranges in gate.held_deletes().items():
+            ds.setdefault(client, []).extend(ranges)
+        return encode_update(gate.extend_diff(refs, theirs), ds)
 
 
 def _call(ref: weakref.ref[PycrdtDoc], method: str, event: Any) -> None:

@@ -56,6 +56,12 @@ class EngineDoc(abc.ABC):
     def state_vector(self) -> bytes:
         """The encoded Yjs state vector."""
 
+    def waiting(self) -> bool:
+        """True while this document holds updates it cannot integrate yet (a gap in a sender's
+        clocks, a missing origin, a deletion of something not here): something is missing, and a
+        sync step 1 to a neighbour brings it. Ask when it turns true, not on every update."""
+        return False
+
     @abc.abstractmethod
     def encode_diff(self, state_vector: bytes) -> bytes:
         """A v1 update with everything this document has that ``state_vector`` lacks

@@ -100,3 +100,9 @@ class Transport(abc.ABC):
         """Bytes that identify this link's secure channel to both ends (e.g. a hash of both TLS
         certificates), for binding authentication to the connection; empty when there is none."""
         return b""
+
+    def peer_key(self, link: LinkId) -> str | None:
+        """What identifies the remote device of ``link`` on this transport and that a stranger
+        cannot share with it (LAN: its TLS certificate; Multipeer Connectivity: its MCPeerID),
+        for counting failed proofs; None to fall back to the host of its address."""
+        return None

@@ -6,6 +6,11 @@ pair's link, so two peers that dial each other at the same moment still keep exa
 discovery, only the smaller id dials (the larger one dials too, after a grace delay, if nothing
 came). See ``docs/LAN.md`` for the wire format, back-pressure and timeouts.
 
+A preface is not authenticated, so it never displaces or blocks a link (``mpstore._pairing``):
+only a connection with the same TLS certificate as a peer id's link is its duplicate or its
+replacement; one with another certificate is reported alongside, and the node's sessions
+(hello, group-secret proof) settle which one is the peer.
+
 zeroconf and cryptography are imported only when a :class:`LanTransport` is made; without them
 it raises :class:`mpstore.TransportUnavailable`.
 """
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, ProtocolError, TransportError, TransportUnavailable
+from .._pairing import Connection, Verdict, connection_verdict
 from ._lan._framing import (
     PROTOCOL_VERSION,
     Decision,
@@ -49,6 +55,12 @@ _BACKOFF_MAX = 5.0
 _GIVE_UP_AFTER = 120.0
 _STABLE_LINK = 10.0
 _MAX_HANDSHAKES = 64
+#: Discovered peers we keep dialing at once; more announcements are ignored until some go.
+_MAX_TARGETS = 256
+#: Addresses tried per discovered peer (a spoofed announcement could list many).
+_MAX_ADDRESSES = 4
+#: Dials in progress at once; others wait for a slot.
+_MAX_DIALS = 16
 
 
 def _load_deps() -> None:
@@ -94,6 +106,7 @@ class _Conn(asyncio.Protocol):
         self.remote_id: str | None = None
         self.address: str | None = None
         self.binding = b""
+        self.identity: bytes | None = None
         self.reason = ""
         self.paused = False
         self.up_since = 0.0
@@ -124,9 +137,11 @@ class _Conn(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert owner._tls is not None
-        from ._lan._tls import channel_binding
+        from ._lan._tls import channel_binding, peer_certificate_id
 
-        self.binding = channel_binding(transport.get_extra_info("ssl_object"), owner._tls.certificate_der)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.binding = channel_binding(ssl_object, owner._tls.certificate_der)
+        self.identity = peer_certificate_id(ssl_object)
         self.state = "preface"
         self._timer = owner._loop.call_later(owner._connect_timeout, self._handshake_timeout)
         assert owner._local is not None
@@ -318,7 +333,7 @@ class LanTransport(Transport):
         self._conns: set[_Conn] = set()
         self._handshaking: set[asyncio.Task[None]] = set()
         self._links: dict[int, _Conn] = {}
-        self._by_peer: dict[str, _Conn] = {}
+        self._by_peer: dict[str, list[_Conn]] = {}
         self._targets: dict[str, _Target] = {}
         self._next_link = 0
         self._address: tuple[str, int] | None = None
@@ -409,6 +424,13 @@ class LanTransport(Transport):
         """SHA-256 over both TLS certificates in a canonical order (same bytes on both ends)."""
         conn = self._links.get(link)  # type: ignore[call-overload]
         return conn.binding if conn is not None else b""
+
+    def peer_key(self, link: LinkId) -> str | None:
+        """The SHA-256 of the peer's TLS certificate (what a stranger cannot share with it)."""
+        conn: _Conn | None = self._links.get(link)  # type: ignore[call-overload]
+        if conn is None or conn.identity is None:
+            return None
+        return "tls:" + conn.identity.hex()
 
     async def aclose(self) -> None:
         """Close every link and release sockets, tasks and zeroconf."""
@@ -572,9 +594,13 @@ class LanTransport(Transport):
             return
         key = f"id:{found.peer_id}"
         target = self._targets.get(key)
+        addresses = found.addresses[:_MAX_ADDRESSES]
         if target is None:
-            target = self._targets[key] = _Target(key, found.addresses, found.peer_id, static=False)
-        target.addresses = found.addresses or target.addresses
+            if sum(1 for t in self._targets.values() if not t.static) >= _MAX_TARGETS:
+                log.info("lan: ignoring %s: already %d discovered peers", found.name, _MAX_TARGETS)
+                return
+            target = self._targets[key] = _Target(key, addresses, found.peer_id, static=False)
+        target.addresses = addresses or target.addresses
         target.dead = False
         if self._not_first(target):
             self._schedule(target, self._not_first(target))
@@ -592,6 +618,9 @@ class LanTransport(Transport):
 
     def _maybe_dial(self, target: _Target) -> None:
         if not self._looking or target.dead or target.dialing is not None or self._linked(target):
+            return
+        if sum(1 for t in self._targets.values() if t.dialing is not None) >= _MAX_DIALS:
+            self._schedule(target, random.uniform(0.2, 0.6))  # wait for a slot
             return
         if target.timer is not None:
             target.timer.cancel()
@@ -679,15 +708,22 @@ class LanTransport(Transport):
             self._refuse(conn, f"service type {preface.service_type!r} is not ours")
             return
         if preface.peer_id == local.peer_id:
-            self._refuse(conn, "connected to ourselves", forever=True)
+            from ._lan._tls import certificate_id
+
+            assert self._tls is not None
+            if conn.identity == certificate_id(self._tls.certificate_der):
+                self._refuse(conn, "connected to ourselves", forever=True)
+            else:  # a stranger claiming our id: an ordinary failure, never the end of a target
+                self._refuse(conn, "the peer claims our own peer id")
             return
         conn.remote_id = preface.peer_id
         if conn.target is not None and conn.target.static:
             conn.target.peer_id = preface.peer_id
         if local.peer_id < preface.peer_id:  # we decide for this pair
+            verdict, _ = connection_verdict(self._held(preface.peer_id), conn.identity, we_decide=True)
             if not conn.outgoing and not self._looking:
                 self._reject(conn, "not accepting new peers")
-            elif preface.peer_id in self._by_peer:
+            elif verdict is Verdict.REFUSE:
                 self._reject(conn, "duplicate: the pair already has a link")
             else:
                 conn.write(encode_decision(Decision(True)))
@@ -700,14 +736,19 @@ class LanTransport(Transport):
             conn.fail(f"refused by the peer: {decision.reason}")
             return
         assert conn.remote_id is not None
-        old = self._by_peer.get(conn.remote_id)
-        if old is not None:  # the decider dropped it already; the core hears of it first
+        verdict, held = connection_verdict(self._held(conn.remote_id), conn.identity, we_decide=False)
+        if verdict is Verdict.REPLACE and held is not None:
+            old = held.key
+            # The same TLS certificate: the same peer, which dropped the old connection.
             self._detach(old, redial=False)
             old.close("superseded by a newer connection from the same peer")
         self._up(conn)
 
+    def _held(self, peer_id: str) -> Sequence[Connection[_Conn]]:
+        return [Connection(c, c.identity) for c in self._by_peer.get(peer_id, ())]
+
     def _refuse(self, conn: _Conn, reason: str, *, forever: bool = False) -> None:
-        if conn.target is not None and (forever or not conn.target.static):
+        if conn.target is not None and forever:
             conn.target.dead = True
         log.info("lan: refusing connection %s: %s", conn.address, reason)
         conn.close(reason)  # flushes our preface, so the other end learns who we are
@@ -723,7 +764,7 @@ class LanTransport(Transport):
         self._next_link += 1
         conn.mark_up(link)
         self._links[link] = conn
-        self._by_peer[conn.remote_id] = conn
+        self._by_peer.setdefault(conn.remote_id, []).append(conn)
         if self._listener is not None and not self._closed:
             try:
                 self._listener.link_up(link, conn.address)
@@ -774,8 +815,11 @@ class LanTransport(Transport):
 
     def _report_down(self, link: int, conn: _Conn, reason: str) -> None:
         self._links.pop(link, None)
-        if conn.remote_id is not None and self._by_peer.get(conn.remote_id) is conn:
-            del self._by_peer[conn.remote_id]
+        held = self._by_peer.get(conn.remote_id) if conn.remote_id is not None else None
+        if held is not None and conn in held:
+            held.remove(conn)
+            if not held:
+                del self._by_peer[conn.remote_id]  # type: ignore[arg-type]
         log.info("lan: link %s to %s down: %s", link, conn.address, reason)
         if self._listener is not None and not self._closed:
             try:

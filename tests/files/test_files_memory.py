@@ -299,3 +299,40 @@ def test_bad_arguments_raise_clearly(peers: Any, tmp_path: Path) -> None:
         bob.fetch_file({"a": 1})
     with pytest.raises(mpstore.ConfigurationError, match="needs a folder"):
         ann.fetch_file(ann.share_file(__file__))
+
+
+def test_hostile_file_messages_are_dropped_and_nothing_breaks(peers: Any, tmp_path: Path) -> None:
+    from mpstore import _files as F
+
+    ann, bob, inbox = _pair(peers, tmp_path)
+    bob_id = ann.get_peers()[0].id
+
+    def raw(payload: bytes) -> None:
+        ann._runtime.call(ann._node.send, Kind.FILE, [bob_id], payload, True)
+
+    raw(b"")
+    raw(b"\x63garbage")
+    raw(bytes([F.Op.OFFER]) + b"{not json")
+    raw(F.encode_json(F.Op.OFFER, {"x": "1", "ref": {"mpstore-file": 1, "sha256": "zz"}}))
+    raw(F.encode_data_header(b"\x01" * 32, 0) + b"unsolicited")
+    raw(F.encode_want("ab" * 32, range(64)))  # a file Bob does not hold
+    raw(F.encode_manifest("ab" * 32, [b"x" * 32]))
+    raw(F.encode_json(F.Op.DONE, {"x": "nope", "ok": True}))
+    src = tmp_path / "after.txt"
+    digest = make_file(src, 5000)
+    ann.send_file(src).wait(timeout=10)  # the link and both nodes still work
+    wait_until(lambda: len(bob.received) == 1)
+    assert sha_of(bob.received[0].path) == digest and files_in(inbox) == ["after.txt"]
+    assert len(bob.offered) == 1  # the bad offer never reached accept_file
+
+
+def test_a_shared_file_that_changed_is_no_longer_served(peers: Any, tmp_path: Path) -> None:
+    ann, bob, inbox = _pair(peers, tmp_path, file_limits=mpstore.FileLimits(resume_timeout=1.0))
+    src = tmp_path / "draft.txt"
+    make_file(src, 600 * 1024)
+    token = ann.share_file(src)
+    time.sleep(0.01)
+    make_file(src, 600 * 1024)  # same size, new bytes and modification time
+    with pytest.raises(mpstore.TransferFailed, match="no peer with the file"):
+        bob.fetch_file(token, inbox).wait(timeout=10)
+    assert files_in(inbox) == []

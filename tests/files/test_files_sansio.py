@@ -194,7 +194,7 @@ def test_fetch_resumes_after_the_source_left_and_times_out_without_one() -> None
     assert fetch.peer_down("p", 1.0) == [] and fetch.source is None
     assert fetch.timer(5.0) == [] and fetch.active
     again = fetch.peer_up("p", 6.0)
-    assert [F.decode(a.payload).indices for a in again if isinstance(a, F.Send)] == [(1,)]
+    assert [F.decode(a.payload).indices for a in again if isinstance(a, F.Send)] == [(1, 2)]
     fetch.peer_down("p", 7.0)
     fetch.timer(17.5)
     assert fetch.failed is not None and "no peer" in fetch.failed
@@ -209,3 +209,24 @@ def test_a_silent_source_is_asked_again_after_the_stall_timeout() -> None:
     again = fetch.timer(6.0)
     assert [F.decode(a.payload).indices for a in again if isinstance(a, F.Send)] == [(0, 1)]
     assert fetch.next_deadline() == 11.0
+
+
+def test_the_window_grows_while_round_trips_stay_flat_and_shrinks_when_a_queue_builds() -> None:
+    data, ref, hashes = _file(400 * F.MIN_CHUNK)
+    fetch = F.Fetch(ref, ["p"], 0.0, window=16, target_delay=0.01)
+    fetch.start(0.0)
+    fetch.manifest("p", tuple(hashes), 0.0)
+    assert fetch.cwnd == 4
+    now, index = 0.0, 0
+    for _ in range(150):  # every chunk answered 1 ms after it was asked for: no queue
+        now += 0.001
+        fetch.data("p", index, data[index * F.MIN_CHUNK : (index + 1) * F.MIN_CHUNK], now)
+        fetch._inflight = {i: now for i in fetch._inflight}  # the next ones were asked just now
+        index += 1
+    assert fetch.cwnd == 16
+    for _ in range(150):  # now each takes 50 ms: a queue of 49 ms, far over the 10 ms target
+        fetch._inflight = {i: now for i in fetch._inflight}
+        now += 0.05
+        fetch.data("p", index, data[index * F.MIN_CHUNK : (index + 1) * F.MIN_CHUNK], now)
+        index += 1
+    assert fetch.cwnd == F.MIN_WINDOW

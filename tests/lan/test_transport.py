@@ -56,7 +56,7 @@ def test_frame_over_max_frame_size_is_a_caller_error() -> None:
     async def body() -> None:
         a, b = await _pair()
         (la,) = a[1].live()
-        with pytest.raises(ValueError):
+        with pytest.raises(TransportError):
             a[0].send(la, b"x" * (a[0].max_frame_size + 1))
         assert a[0].send("no such link", b"x") is False
         await close_all(a, b)

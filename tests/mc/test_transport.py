@@ -332,7 +332,7 @@ def test_ghost_link_closed_late_is_followed_by_the_new_identity(nodes: NodeMaker
     assert a.rec.live() != [la]
 
 
-def test_invitation_from_a_rebuilt_peer_replaces_the_ghost(nodes: NodeMaker, world: sim.World) -> None:
+def test_invitation_from_a_rebuilt_peer_comes_up_beside_the_ghost(nodes: NodeMaker, world: sim.World) -> None:
     lo, hi = ids(2)
     a, b = nodes("Ann", node_id=lo), nodes("Bob", node_id=hi)  # Ann invites
     a.start()
@@ -344,9 +344,13 @@ def test_invitation_from_a_rebuilt_peer_replaces_the_ghost(nodes: NodeMaker, wor
     assert a.rec.wait(lambda: len(a.rec.kinds("down")) == 1)
     a.stop()
     a.start()  # Ann is back and invites Bob, who still holds a ghost link to her
-    assert b.rec.wait(lambda: ("down", lb, "replaced by a new connection") in b.rec.events)
-    assert a.wait_links(1) and b.wait_links(1)
-    assert b.rec.live() != [lb]
+    # The invitation only claims Ann's id, so it comes up beside the ghost instead of ending it;
+    # the node ends the ghost when it fails its heartbeats (here, by hand) or the new link proves
+    # the group secret, and the new link then holds Ann's slot.
+    assert a.wait_links(1) and b.wait_links(2)
+    assert lb in b.rec.live()
+    b.close_link(lb, "no sign of life")
+    assert b.wait_links(1) and b.rec.live() != [lb]
 
 
 def test_framework_queue_never_waits_for_a_busy_core(

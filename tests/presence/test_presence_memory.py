@@ -106,6 +106,7 @@ def test_four_peers_see_each_other_and_observers_fire(engine: str | None) -> Non
         time.sleep(0.2)
         assert ("Cy", {"after": "cancel"}) not in calls
         # A peer's presence_changed comes after its peer_added.
+        wait_until(lambda: ("presence", "Bob", {"name": "Bob", "n": 1}) in devs[0].log())
         log = devs[0].log()
         assert log.index(("added", "Bob", None)) < log.index(("presence", "Bob", {"name": "Bob", "n": 1}))
 
@@ -121,6 +122,7 @@ def test_a_killed_peer_disappears_within_peer_timeout() -> None:
         make.network.kill(bob)  # type: ignore[attr-defined]
         wait_until(lambda: ann.seen() == {} and cy.seen() == {}, timeout=5)
         assert time.monotonic() - killed < 1.0 + 1.5  # peer_timeout 1 s, plus a wide margin
+        wait_until(lambda: ("removed", "Bob", None) in ann.log())  # callbacks run a bit later
         log = ann.log()
         assert log.index(("presence", "Bob", None)) < log.index(("removed", "Bob", None))
 

@@ -122,6 +122,9 @@ def test_the_failed_proof_table_stays_bounded_and_still_shuts_out(monkeypatch: p
         def close_link(self, link: object, reason: str) -> None:
             pass
 
+        def peer_key(self, link: object) -> None:
+            return None
+
     class Owner:
         pass
 
@@ -133,12 +136,12 @@ def test_the_failed_proof_table_stays_bounded_and_still_shuts_out(monkeypatch: p
 
     def fail(host: str) -> None:
         session = LinkSession(Hello("a" * 32, "A"), SessionConfig(), clock[0])
-        entry = _core._Link(session, f"{host}:4242")
+        entry = _core._Link(session, f"{host}:4242", node._device_key(None, f"{host}:4242"))
         node._on_closed(object(), entry, LinkClosed("wrong group secret", False, False, auth_failed=True))
 
     for _ in range(5):
         fail("198.18.0.9")
-    assert node._rate_limited("198.18.0.9:1")
+    assert node._rate_limited(node._device_key(None, "198.18.0.9:1"))
     for i in range(10_000):
         clock[0] += 0.001
         fail(f"[2001:db8::{i:x}]")

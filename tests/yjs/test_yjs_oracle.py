@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import random
 import struct
 from collections.abc import Iterator
@@ -43,15 +44,6 @@ def _engines() -> list[str]:
 
 
 ENGINES = _engines()
-_PYCRDT_GAPS = "yrs departs from Yjs on gapped delivery (issue 10 part 1): fixed by the causal gate"
-
-
-def engine_params(reason: str, strict: bool = True) -> list[Any]:
-    """The engines, pycrdt marked as a known failure for ``reason``."""
-    return [
-        pytest.param(e, marks=pytest.mark.xfail(strict=strict, reason=reason)) if e == "pycrdt" else e
-        for e in ENGINES
-    ]
 
 
 @contextlib.contextmanager
@@ -184,9 +176,12 @@ def run_schedule(yjs: YjsOracle, kinds: list[str], ops: list[tuple[Any, ...]], r
             r.close()
 
 
-# not strict: a random search may miss the gapped schedules in one run
-@pytest.mark.parametrize("engine", engine_params(_PYCRDT_GAPS, strict=False))
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(
+    max_examples=int(os.environ.get("YJS_EXAMPLES", "80")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(
     n=st.integers(2, 4),
     ops=st.lists(op_strategy, max_size=50),
@@ -259,7 +254,7 @@ FOREIGN_VALUES = {
 }
 
 
-@pytest.mark.parametrize("engine", engine_params("yrs re-encodes -0 as 0 and BigInt as an integer"))
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("gapped", [False, True], ids=["in order", "gapped"])
 def test_foreign_values_are_relayed_bit_exact(yjs: YjsOracle, engine: str, gapped: bool) -> None:
     """A JS writer's values (-0, BigInt, float32, objects...) relayed through our engine reach

@@ -54,12 +54,14 @@ class NodeServer:
         token: str | None = None,
         data_dir: Path | None = None,
         namespace: str | None = None,
+        debounce_ms: int | None = None,
     ) -> None:
         self.dialect = dialect
         self.host = host
         self.token = token
         self.data_dir = data_dir
         self.namespace = namespace
+        self.debounce_ms = debounce_ms
         self.log_path = log_path
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -78,6 +80,9 @@ class NodeServer:
         env.pop("TOKEN", None)
         env.pop("DATA_DIR", None)
         env.pop("YPERSISTENCE", None)
+        env.pop("DEBOUNCE", None)
+        if self.debounce_ms is not None:
+            env["DEBOUNCE"] = str(self.debounce_ms)
         if self.token is not None:
             env["TOKEN"] = self.token
         if self.data_dir is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,3 +143,153 @@ def test_server_gone_for_good_local_peers_keep_syncing(dialect: str, tmp_path: P
         time.sleep(3)
         assert conn.state in ("waiting", "connecting")
         assert conn.connects == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_kill_and_restart_mid_edit_every_edit_ends_everywhere(dialect: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running(dialect, tmp_path, data_dir=data, debounce_ms=200) as server, groups() as make:
+        a1, a2 = make("a1", "a", secret="group-secret-a"), make("a2", "a", secret="group-secret-a")
+        b = make("b", "b")
+        a1.wait_for_peers(1, timeout=10)
+        ca = a1.connect_server(server.url, "log", dialect=dialect, max_backoff=1.0)
+        cb = b.connect_server(server.url, "log", dialect=dialect, max_backoff=1.0)
+        ca.wait_synced(15)
+        cb.wait_synced(15)
+        writers = {"a1": a1.shared_dict("log"), "a2": a2.shared_dict("log"), "b": b.shared_dict("log")}
+        count = 120
+        errors: list[BaseException] = []
+
+        def write(name: str, store: Any) -> None:
+            try:
+                for k in range(count):
+                    store[f"{name}-{k}"] = k
+                    time.sleep(0.025)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=item) for item in writers.items()]
+        for t in threads:
+            t.start()
+        time.sleep(0.8)
+        server.kill()  # mid-edit, SIGKILL: whatever it had not saved is gone from the server
+        time.sleep(1.0)
+        server.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        expected = {f"{name}-{k}": k for name in writers for k in range(count)}
+        for store in writers.values():
+            store.wait_for(lambda d: d.to_dict() == expected, timeout=60)
+        ca.wait_synced(30)
+        cb.wait_synced(30)
+        assert ca.connects >= 2 and cb.connects >= 2
+        # The server holds every edit: a newcomer with no local peer gets them all from it.
+        late = make("late", "c")
+        late.connect_server(server.url, "log", dialect=dialect).wait_synced(15)
+        late.shared_dict("log").wait_for(lambda d: d.to_dict() == expected, timeout=30)
+
+        # The group secret is not what the server was sent: its stored data does not hold it.
+        def stored() -> bytes:
+            return b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+
+        wait_until(lambda: len(stored()) > 1000, timeout=15)
+        assert b"group-secret-a" not in stored()
+
+
+VALUES_JS = Path(__file__).resolve().parents[2] / "mpstore" / "web" / "static" / "mpstore-values.js"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_node_yjs_client_reads_and_writes_store_values_with_the_shipped_js_module(
+    dialect: str, tmp_path: Path
+) -> None:
+    if not VALUES_JS.exists():
+        pytest.skip(
+            "the shipped JavaScript value module (mpstore/web/static/mpstore-values.js) is not here yet"
+        )
+    token = "tk" if dialect == "hocuspocus" else None
+    with running(dialect, tmp_path, token=token) as server, groups() as make:
+        a = make("a", "a")
+        conn = a.connect_server(server.url, "vals", dialect=dialect, token=token)
+        conn.wait_synced(15)
+        store = a.shared_dict("vals")
+        store.update(
+            small=3,
+            float_int=3.0,
+            neg_zero=-0.0,
+            big=2**70,
+            raw=b"\x00\xff",
+            text="h\u00e9llo \U0001f600",
+            nested={"a": [1, 2.5, None, False], "$x": "dollar"},
+            nothing=None,
+        )
+        job = json.dumps({"expect": 8})
+        out = subprocess.run(
+            [
+                "node",
+                str(VALUES_JS.parents[3] / "js" / "yserver-client.mjs"),
+                VALUES_JS.as_uri(),
+                dialect,
+                server.url,
+                "vals",
+                token or "-",
+                job,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=str(VALUES_JS.parents[3] / "js"),
+        )
+        assert out.returncode == 0, out.stderr
+        values = json.loads(out.stdout.splitlines()[0])["values"]
+        assert values["small"] == ["number", "3"]
+        assert values["float_int"] == ["float", "3"]
+        assert values["neg_zero"] == ["float", "0"]
+        assert values["big"] == ["bigint", str(2**70)]
+        assert values["raw"] == ["bytes", "00ff"]
+        assert values["text"] == ["string", "h\u00e9llo \U0001f600"]
+        assert values["nothing"] == ["object", "null"]
+        nested = json.loads(values["nested"][1])
+        assert nested[1] == ["$x", ["string", "dollar"]]  # the "$$x" escape undone
+        assert nested[0][0] == "a" and json.loads(nested[0][1][1]) == [
+            ["number", "1"],
+            ["number", "2.5"],
+            ["object", "null"],
+            ["boolean", "false"],
+        ]
+        # What the JavaScript client wrote comes back to Python with the exact types.
+        store.wait_for(lambda d: "js_nested" in d, timeout=20)
+        assert store["js_int"] == 7 and type(store["js_int"]) is int
+        assert store["js_float"] == 2.0 and type(store["js_float"]) is float
+        assert store["js_big"] == 2**64
+        assert store["js_bytes"] == b"\x00\x01\xff"
+        assert store["js_nested"] == {"list": [1, "two", None, True], "$dollar": "kept"}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_presence_crosses_the_server(dialect: str, tmp_path: Path) -> None:
+    with running(dialect, tmp_path) as server, groups() as make:
+        a1, a2 = make("a1", "a"), make("a2", "a")
+        b = make("b", "b")
+        a1.wait_for_peers(1, timeout=10)
+        conn = a1.connect_server(server.url, "room", dialect=dialect)
+        conn.wait_synced(15)
+        b.connect_server(server.url, "room", dialect=dialect).wait_synced(15)
+        a2.presence.set({"user": {"name": "ann"}, "cursor": [1, 2]})  # a2 has no server link
+        b.presence.set({"user": {"name": "bob"}})
+
+        def states(node: Quiet) -> list[Any]:
+            return sorted(node.presence.states().values(), key=lambda s: s["user"]["name"])
+
+        wait_until(lambda: any(s["user"]["name"] == "ann" for s in states(b)), timeout=20)
+        wait_until(lambda: any(s["user"]["name"] == "bob" for s in states(a2)), timeout=20)
+        assert {"user": {"name": "ann"}, "cursor": [1, 2]} in states(b)
+        if dialect == "y-websocket":
+            a2.presence.clear()
+        else:
+            # Hocuspocus 4.7 drops removals inside awareness messages (it re-encodes only the
+            # states still set), so a cleared state would linger there until its 30 s timeout;
+            # what it does remove at once is every state of a connection that ends.
+            conn.close()
+        wait_until(lambda: all(s["user"]["name"] != "ann" for s in states(b)), timeout=20)

@@ -218,6 +218,10 @@ class PythonDoc(EngineDoc):
                 changes[key] = new
         return changes
 
+    def waiting(self) -> bool:
+        """True while structs or deletions wait for dependencies that have not arrived."""
+        return bool(self._pending or self._pending_ds)
+
     def state_vector(self) -> bytes:
         """The encoded state vector (integrated structs only, not pending ones)."""
         return encode_state_vector({c: s[-1].clock + s[-1].length for c, s in self._clients.items() if s})

@@ -32,6 +32,7 @@ __all__ = [
     "decode_update",
     "encode_delete_set",
     "encode_state_vector",
+    "encode_update",
 ]
 
 #: yrs keeps clocks in u32: no struct or deleted range may end beyond this.
@@ -180,6 +181,21 @@ def encode_delete_set(buf: bytearray, ds: DeleteSet) -> None:
         for clock, length in ranges:
             write_var_uint(buf, clock)
             write_var_uint(buf, length)
+
+
+def encode_update(clients: list[tuple[int, int, list[tuple[Item | GC | Skip, int]]]], ds: DeleteSet) -> bytes:
+    """Encode a v1 update: per client ``(client, first clock, [(struct, offset), ...])`` written
+    in the order given (each struct from ``offset`` on), then the delete set."""
+    buf = bytearray()
+    write_var_uint(buf, len(clients))
+    for client, first, structs in clients:
+        write_var_uint(buf, len(structs))
+        write_var_uint(buf, client)
+        write_var_uint(buf, first)
+        for s, offset in structs:
+            s.write(buf, offset)
+    encode_delete_set(buf, ds)
+    return bytes(buf)
 
 
 def decode_state_vector(data: bytes) -> dict[int, int]:

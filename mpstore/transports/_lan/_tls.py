@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["TlsIdentity", "channel_binding"]
+__all__ = ["TlsIdentity", "certificate_id", "channel_binding"]
 
 _CA_SEED = b"mpstore LAN transport: public well-known CA, not a secret, conveys no trust, v1"
 _CA_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mpstore well-known CA (no trust)")])
@@ -122,3 +122,16 @@ def channel_binding(ssl_object: ssl.SSLObject | None, own_der: bytes) -> bytes:
         h.update(len(der).to_bytes(4, "big"))
         h.update(der)
     return h.digest()
+
+
+def certificate_id(der: bytes) -> bytes:
+    """SHA-256 of a DER certificate: what names a LAN peer's TLS identity."""
+    return hashlib.sha256(der).digest()
+
+
+def peer_certificate_id(ssl_object: ssl.SSLObject | None) -> bytes | None:
+    """The certificate id of the other end of a TLS connection, or None if it sent none."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return certificate_id(der) if der else None

@@ -6,6 +6,11 @@ the smaller node id invites; both ids travel in the discovery info and the invit
 never as an ObjC hash. An attempt that fails is retried once with a fresh session; a link that
 drops while the peer is still in sight is re-invited (again with one retry). Losses the
 framework never reports (a device sent to the background) are left to the session's heartbeats.
+
+An invitation only *claims* a node id (anyone can copy one from the discovery info), so it never
+ends or blocks a link: it is accepted alongside the node's live link or attempt, and the node's
+sessions decide which one is the peer (``mpstore._pairing``). At most ``_MAX_EXTRA`` such extra
+links per node id are kept; a newer one ends the oldest that is not yet connected.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..._errors import Closed, MpstoreError, ServiceTypeNotDeclared, TransportError
 from ..base import LinkId, LinkListener, LocalNode, Transport
@@ -44,6 +49,8 @@ _CONTEXT_PREFIX = b"mpstore/1 "
 #: Multipeer Connectivity connects at most 8 devices: this one and 7 others.
 MAX_REMOTE_PEERS = MAX_PEERS_PER_SESSION - 1
 _ATTEMPTS = 2  # the first invitation and one retry
+#: Links beside a node's own link (invitations claiming the same node id) kept at once.
+_MAX_EXTRA = 2
 
 
 def _valid_node(node: str) -> bool:
@@ -95,6 +102,8 @@ class _Remote:
     attempts: int = 0
     rejoins: int = 0  # re-invitations left after a link drops; refilled when found again
     link: _Link | None = None
+    others: list[_Link] = field(default_factory=list)
+    """Links from invitations that claim this node id while it has a link or attempt already."""
     warned_full: bool = False
 
 
@@ -196,6 +205,11 @@ class MCTransport(Transport):
             return False
         return True
 
+    def peer_key(self, link: LinkId) -> str | None:
+        """The link's MCPeerID (as the bridge's handle): what names a device to the framework."""
+        lk = self._links.get(link)
+        return f"mc-peer:{lk.peer}" if lk is not None else None
+
     def close_link(self, link: LinkId, reason: str = "closed") -> None:
         """End a link; its session is left after a short grace so queued frames can go."""
         lk = self._links.get(link)
@@ -278,9 +292,7 @@ class MCTransport(Transport):
             decline = "not looking for peers"
         elif node is None or node == self._node:
             decline = "not an mpstore peer"
-        elif r is not None and r.link is not None and not r.link.up:
-            decline = "an attempt with this peer is already under way"
-        elif self._count_links(excluding=r.link if r else None) >= MAX_REMOTE_PEERS:
+        elif self._count_links() >= MAX_REMOTE_PEERS:
             self._refuse_full(r or _Remote(node, ev.display_name))
             decline = "8 devices already connected"
         if decline is not None:
@@ -290,12 +302,21 @@ class MCTransport(Transport):
             return
         assert node is not None
         r = self._remotes.setdefault(node, _Remote(node, ev.display_name))
-        if r.link is not None:  # a live link to a node that has rebuilt its framework: a ghost
-            self._end(r.link, "replaced by a new connection", retry=False, grace=False)
+        # Only the node that should invite (the smaller id) takes the node's own slot; anything
+        # else goes alongside, so a copied id never ends nor blocks the node's link or attempt.
+        extra = r.link is not None or _before(self._node, node)
+        if extra and len(r.others) >= _MAX_EXTRA:
+            waiting = [lk for lk in r.others if not lk.up]
+            if not waiting:
+                log.debug("mc: declining %s: %d links already claim its node id", ev.display_name, _MAX_EXTRA)
+                self._bridge.answer(ev.invitation, False, None)
+                self._release_peer(ev.peer)
+                return
+            self._end(waiting[0], "superseded by a newer invitation", retry=False)
         session = self._bridge.new_session(ev.invitation)
         self._bridge.answer(ev.invitation, True, session)
         self._peer_nodes.setdefault(ev.peer, node)
-        self._new_link(r, session, ev.peer, ev.display_name, inviter=False)
+        self._new_link(r, session, ev.peer, ev.display_name, inviter=False, extra=extra)
 
     def _on_state(self, ev: StateChanged) -> None:
         link = self._by_session.get(ev.session)
@@ -387,12 +408,17 @@ class MCTransport(Transport):
             log.exception("mc: inviting %s failed", r.name)
             self._end(link, "invitation failed", retry=False)
 
-    def _new_link(self, r: _Remote, session: int, peer: int, name: str, *, inviter: bool) -> _Link:
+    def _new_link(
+        self, r: _Remote, session: int, peer: int, name: str, *, inviter: bool, extra: bool = False
+    ) -> _Link:
         assert self._loop is not None
         link = _Link(f"mc-{session}", session, peer, r.node, name, inviter)
         # The framework's own timeout should fire first; this guards against silence.
         link.timer = self._loop.call_later(self._invite_timeout + 5.0, self._attempt_silent, link)
-        r.link = link
+        if extra:
+            r.others.append(link)
+        else:
+            r.link = link
         self._links[link.id] = link
         self._by_session[session] = link
         return link
@@ -424,8 +450,14 @@ class MCTransport(Transport):
             link.timer.cancel()
             link.timer = None
         r = self._remotes.get(link.node)
-        if r is not None and r.link is link:
-            r.link = None
+        if r is not None and link in r.others:
+            r.others.remove(link)
+        elif r is not None and r.link is link:
+            # A link that came alongside (and may have become the peer's) takes the slot.
+            up = [lk for lk in r.others if lk.up]
+            r.link = (up or r.others)[0] if r.others else None
+            if r.link is not None:
+                r.others.remove(r.link)
         if grace and self._loop is not None and not self._closed:
             self._pending_disconnects[link.session] = self._loop.call_later(
                 self._flush_grace, self._disconnect_later, link.session
@@ -467,5 +499,5 @@ class MCTransport(Transport):
         self._peer_nodes.pop(peer, None)
         if r is not None and r.peer == peer:
             r.peer = None
-        if r is not None and r.link is None and r.peer is None:
+        if r is not None and r.link is None and not r.others and r.peer is None:
             self._remotes.pop(r.node, None)
