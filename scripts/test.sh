@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's checks: lint, types, Python 3.10 compatibility, the test suite on the native
-# engine, the store on the pure-Python engine, and the Pythonista profile (Python 3.10, no
+# The project's checks: lint, types, Python 3.10 compatibility, the test suite on the default
+# (pure-Python) engine, the store on the pycrdt engine, and the Pythonista profile (Python 3.10, no
 # compiled packages). Run from a venv with '.[test]' installed (README: "Run the tests").
 # Extra arguments go to the main pytest run.
 set -euo pipefail
@@ -26,8 +26,8 @@ fi
 echo "== pytest"
 python -m pytest -q "$@"
 
-echo "== the store and examples on the pure-Python engine"
-MPSTORE_ENGINE=python python -m pytest -q -p no:cacheprovider tests/store tests/engines tests/examples
+echo "== the store and examples on the pycrdt engine (the pure engine is the default)"
+MPSTORE_ENGINE=pycrdt python -m pytest -q -p no:cacheprovider tests/store tests/engines tests/examples
 
 echo "== Pythonista profile"
 py310=""
