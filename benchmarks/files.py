@@ -13,8 +13,8 @@ Two OS processes on loopback (127.0.0.1), sender and receiver, for both contesta
 
 Then the message latency: the sender sends a 100-byte message every 10 ms to the receiver, which
 records the one-way delay (CLOCK_MONOTONIC is shared by processes on one machine), while idle
-and while a file is in flight. Repeats are interleaved; medians with min-max are printed, and the
-machine's load average.
+and while a file is in flight. Repeats are interleaved; medians with min-max are printed, the CPU
+seconds each process spent on the transfer per GiB, and the machine's load average.
 """
 
 from __future__ import annotations
@@ -61,7 +61,10 @@ def _tls_receiver(folder: str, size: int) -> None:
     ident = TlsIdentity()
     done = asyncio.Event()
 
+    spent: list[float] = []
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        spent.append(_cpu())
         got = 0
         with open(os.path.join(folder, "plain.bin"), "wb") as f:
             while got < size:
@@ -70,6 +73,7 @@ def _tls_receiver(folder: str, size: int) -> None:
                     break
                 f.write(data)
                 got += len(data)
+        spent[0] = _cpu() - spent[0]
         writer.write(b"k")
         await writer.drain()
         writer.close()
@@ -82,7 +86,7 @@ def _tls_receiver(folder: str, size: int) -> None:
         server.close()
 
     asyncio.run(main())
-    _out(cpu=_cpu())
+    _out(cpu=spent[0])
 
 
 def _tls_sender(path: str, port: int) -> None:
@@ -90,22 +94,22 @@ def _tls_sender(path: str, port: int) -> None:
 
     ident = TlsIdentity()
 
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=ident.client_context, server_hostname="mpstore"
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         with open(path, "rb") as f:
             while block := f.read(BLOCK):
                 writer.write(block)
                 await writer.drain()
         await reader.readexactly(1)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
         writer.close()
-        return seconds
+        return seconds, cpu
 
-    seconds = asyncio.run(main())
-    _out(seconds=seconds, cpu=_cpu())
+    seconds, cpu = asyncio.run(main())
+    _out(seconds=seconds, cpu=cpu)
 
 
 # -- mpstore -------------------------------------------------------------------------------------
@@ -114,6 +118,7 @@ def _tls_sender(path: str, port: int) -> None:
 class _Peer(mpstore.MultipeerConnectivity):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.delays: list[float] = []
+        self.cpu: list[float] = []
         self.ended = threading.Event()
         super().__init__(*args, **kwargs)
 
@@ -129,8 +134,12 @@ class _Peer(mpstore.MultipeerConnectivity):
         elif isinstance(message, dict) and "t" in message:
             self.delays.append(time.monotonic() - message["t"])
 
+    def accept_file(self, transfer: mpstore.FileTransfer, from_peer: mpstore.PeerID) -> bool:
+        self.cpu.append(_cpu())
+        return True
+
     def file_received(self, transfer: mpstore.FileTransfer, from_peer: mpstore.PeerID) -> None:
-        pass
+        self.cpu.append(_cpu())
 
 
 def _mp_receiver(folder: str, window: int, target_ms: float) -> None:
@@ -142,7 +151,7 @@ def _mp_receiver(folder: str, window: int, target_ms: float) -> None:
         mc.ended.wait(600)
     finally:
         mc.end_all()
-    _out(delays=mc.delays, cpu=_cpu())
+    _out(delays=mc.delays, cpu=mc.cpu[-1] - mc.cpu[0] if len(mc.cpu) == 2 else 0.0)
 
 
 def _mp_sender(path: str, port: int, mode: str) -> None:
@@ -164,7 +173,7 @@ def _mp_sender(path: str, port: int, mode: str) -> None:
             pinger.start()
             time.sleep(2.0)
         else:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             ref, hashes = mpstore._filenode.hash_file(path)
             t_hashed = time.perf_counter()
             files = mc._files()
@@ -173,14 +182,14 @@ def _mp_sender(path: str, port: int, mode: str) -> None:
             pinger.start()
             handle.wait(600)
             t1 = time.perf_counter()
-            result = {"seconds": t1 - t0, "transfer_seconds": t1 - t_hashed}
+            result = {"seconds": t1 - t0, "transfer_seconds": t1 - t_hashed, "cpu": _cpu() - c0}
         stop.set()
         pinger.join()
         mc.send("end", peer)
         time.sleep(0.3)
     finally:
         mc.end_all()
-    _out(**result, cpu=_cpu())
+    _out(**result)
 
 
 # -- driver --------------------------------------------------------------------------------------
@@ -301,7 +310,7 @@ def main() -> None:
         print(f"message latency p50, file moving: {_fmt(busy_p50, ' ms')}  (p99 over all runs {p99:.1f} ms)")
         for side, values in cpu.items():
             print(
-                f"CPU s per GiB, {side + ':':11} {_fmt(values, ' s')}  (whole process, start-up included)"
+                f"CPU s per GiB, {side + ':':11} {_fmt(values, ' s')}  (from the connection/offer to the end)"
             )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 

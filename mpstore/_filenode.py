@@ -54,10 +54,10 @@ class FileLimits:
     min_free_disk: int = 512 * 1024**2
     """A file is accepted only if its folder's disk keeps this many bytes free after it (and
     after every other file still arriving)."""
-    window: int = 16
+    window: int = 32
     """The most chunks asked for and not yet received, per transfer (the window adapts below
     it to keep the queueing delay near ``target_delay``)."""
-    target_delay: float = 0.01
+    target_delay: float = 0.02
     """Queueing delay (seconds) a transfer aims to add to the link: messages wait about this long
     behind file chunks."""
     resume_timeout: float = 60.0

@@ -324,7 +324,7 @@ class Msg:
     body: dict[str, Any] = field(default_factory=dict)
     indices: tuple[int, ...] = ()
     hashes: tuple[bytes, ...] = ()
-    data: bytes = b""
+    data: bytes | memoryview = b""
 
 
 def decode(payload: bytes) -> Msg:
@@ -351,6 +351,10 @@ def decode(payload: bytes) -> Msg:
     if len(payload) < 33:
         raise ProtocolError("file message too short")
     sha = payload[1:33].hex()
+    if op == Op.DATA:  # the hot path: no copy of the chunk (payload is immutable bytes)
+        if len(payload) < 37:
+            raise ProtocolError("data message too short")
+        return Msg(op, sha, indices=(_U32.unpack_from(payload, 33)[0],), data=memoryview(payload)[37:])
     rest = payload[33:]
     if op == Op.MANIFEST:
         if len(rest) % 32:
@@ -362,10 +366,6 @@ def decode(payload: bytes) -> Msg:
         if len(rest) % 4 or len(rest) // 4 > MAX_WANT:
             raise ProtocolError("bad chunk list")
         return Msg(op, sha, indices=tuple(_U32.unpack_from(rest, i)[0] for i in range(0, len(rest), 4)))
-    if op == Op.DATA:
-        if len(rest) < 4:
-            raise ProtocolError("data message too short")
-        return Msg(op, sha, indices=(_U32.unpack_from(rest, 0)[0],), data=bytes(rest[4:]))
     raise ProtocolError(f"unknown file message {op}")
 
 
@@ -385,7 +385,7 @@ class Write:
     """Write a verified chunk at ``offset`` of the partial file."""
 
     offset: int
-    data: bytes
+    data: bytes | memoryview
 
 
 class Fetch:
@@ -403,9 +403,9 @@ class Fetch:
         sources: Iterable[str],
         now: float,
         *,
-        window: int = 16,
+        window: int = 32,
         retries: int = 3,
-        target_delay: float = 0.01,
+        target_delay: float = 0.02,
         stall_timeout: float = 30.0,
         resume_timeout: float = 60.0,
         xid: str = "",
@@ -516,7 +516,7 @@ class Fetch:
         self._last_progress = now
         return self._request(now)
 
-    def data(self, peer: str, index: int, chunk: bytes, now: float) -> list[Send | Write]:
+    def data(self, peer: str, index: int, chunk: bytes | memoryview, now: float) -> list[Send | Write]:
         """A chunk arrived: write it if its hash matches, ask again if not."""
         if peer != self.source or not self.active or self.hashes is None:
             return []

@@ -73,13 +73,13 @@ def test_a_cut_link_mid_transfer_resumes_and_completes(
     _mesh(lan, 2)
     sender, receiver = lan.agents[0], lan.agents[1]
     src = str(tmp_path / "src.bin")
-    digest = sender.call("file_make", path=src, size=400 * MIB)["sha"]
+    digest = sender.call("file_make", path=src, size=200 * MIB)["sha"]
     key = sender.call("file_send", path=src, to="p1")["id"]
     wait_for(lambda: _state(sender, key)["bytes_done"] > 20 * MIB, 60, 0.05, "20 MiB sent")
     lan.cut(1)
     wait_for(lambda: receiver.peer_names() == [], TIMEOUT + 5, what="p1 alone")
     partial = next(iter(receiver.call("file_state")["files"].values()))
-    assert partial["state"] == "active" and 0 < partial["bytes_done"] < 400 * MIB, partial
+    assert partial["state"] == "active" and 0 < partial["bytes_done"] < 200 * MIB, partial
     time.sleep(0.5)
     lan.restore(1)
     _mesh(lan, 2)
@@ -96,7 +96,7 @@ def test_the_receiver_cancels_over_the_lan(netns_lan: Callable[[int], NetnsLan],
     _mesh(lan, 2)
     sender, receiver = lan.agents[0], lan.agents[1]
     src = str(tmp_path / "src.bin")
-    sender.call("file_make", path=src, size=400 * MIB)
+    sender.call("file_make", path=src, size=200 * MIB)
     key = sender.call("file_send", path=src, to="p1")["id"]
     wait_for(lambda: receiver.call("file_state")["files"], 10, what="the offer")
     incoming = next(iter(receiver.call("file_state")["files"]))

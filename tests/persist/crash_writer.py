@@ -3,7 +3,8 @@
     python crash_writer.py DATA_DIR HOST PORT START ENGINE MODE
 
 Connects over the LAN transport (loopback, no discovery) to the peer at HOST:PORT, then writes
-``{"c<i % 50>": i, "last": i}`` for i = START, START+1, ... as one transaction each, forever.
+``{"c<i % 50>": i, "last": i}`` for i = START, START+1, ... (one update() each, a short pause
+between) forever.
 After each write returns it prints ``w <i>`` (MODE ``durable``: the store is durable, so the
 write is on disk), and in MODE ``batched`` every 2000 writes it calls ``flush()`` and prints
 ``f <i>`` (every write up to i is on disk). Prints ``ready`` first. Only loopback traffic.
@@ -12,11 +13,14 @@ write is on disk), and in MODE ``batched`` every 2000 writes it calls ``flush()`
 from __future__ import annotations
 
 import sys
+import time
 
 import mpstore
 from mpstore.transports.lan import LanTransport
 
 KEYS = 50
+#: Between writes, so that 100 kills leave a history (tombstones) that reopens in about a second.
+PAUSE = 0.0005
 
 
 class Quiet(mpstore.MultipeerConnectivity):
@@ -47,6 +51,7 @@ def main() -> None:
             out.write(f"f {i}\n")
         out.flush()
         i += 1
+        time.sleep(PAUSE)
 
 
 if __name__ == "__main__":
