@@ -18,6 +18,7 @@ Between mpstore peers the update travels in a small envelope (message kind PRESE
     kind 0 UPDATE      count | (node id | display name | participant id) * count | awareness update
     kind 1 NEIGHBOURS  count | peer id * count        the sender's connected peers
     kind 2 REQUEST     (empty)                         "send me every state you hold"
+    kind 3 WITHDRAW    count | client id * count       "these no longer reach you through me"
 
 Each entry of an UPDATE names its owner: the mpstore node it belongs to and, for a state a
 participant introduced at that node, the participant's id ("" for the node's own state). The
@@ -41,8 +42,11 @@ Rules:
   the entry is sent again reliably ``settle`` seconds after its last update; our own entry is
   renewed (clock + 1, reliably) every ``renew`` seconds; a remote entry not renewed within
   ``timeout`` seconds expires here (as in y-protocols, 30 s).
-* A neighbour removed: every entry it owned or relayed is dropped at once (removals forwarded),
-  and the remaining neighbours are asked to send what they hold, so paths around it take over.
+* A neighbour removed: every entry it owned or relayed is dropped at once and withdrawn from
+  the neighbours we passed it to (a withdrawal counts only from the neighbour an entry came
+  from, and leaves no clock behind), the remaining neighbours are asked to send what they hold,
+  and our own entry is renewed, so paths around the lost link take over. Participants (which
+  speak plain y-protocols) get a removal at the entry's clock instead.
 * Bounds: a state over ``max_state_bytes`` of JSON is refused; at most ``max_clients`` live
   entries, ``max_clients_per_source`` per neighbour or participant, ``max_tombstones`` clocks of
   departed clients. A hostile peer's flood is cut off by the session's message rate and cannot
@@ -89,6 +93,7 @@ VERSION: Final = 1
 K_UPDATE: Final = 0
 K_NEIGHBOURS: Final = 1
 K_REQUEST: Final = 2
+K_WITHDRAW: Final = 3
 _MAX_NEIGHBOURS: Final = 1024
 
 
@@ -342,7 +347,8 @@ class PresenceCore:
         self._peers: dict[str, frozenset[str]] = {}
         self._participants: set[str] = set()
         self._per_source: dict[str, int] = {}
-        self._pending_removals: list[tuple[int, Owner, int, str]] = []
+        #: (client, owner, clock, source, withdrawn): removals to announce at the next flush.
+        self._pending_removals: list[tuple[int, Owner, int, str, bool]] = []
         #: ``(peer id, payload, reliable)`` for peers, ``("@" + pid, awareness update, True)``
         #: for participants; drained by the caller.
         self.outbox: list[tuple[str, bytes, bool]] = []
@@ -412,8 +418,15 @@ class PresenceCore:
         for client, entry in list(self._entries.items()):
             if entry.source == peer_id or (entry.owner.node == peer_id and not entry.owner.participant):
                 # Perhaps reachable another way (even the peer itself): forget the clock so a
-                # refill at the same clock is taken, and tell those we served that it is gone.
-                self._remove(client, entry, announce=True, forget=True)
+                # refill at the same clock is taken, and withdraw it from those we served.
+                self._remove(client, entry, announce=True, forget=True, withdrawn=True)
+        local = self._local
+        if local.text is not None:
+            # Those who heard us through peer_id take us back at a clock nobody has dropped.
+            local.clock += 1
+            local.renewed = now
+            local.sent = float("-inf")
+            self._mark(local, reliable=True)
         self._announce_neighbours()
         self._flush(now)  # the removals go out before the requests (one ordered channel each)
         for other in self._peers:
@@ -464,7 +477,7 @@ class PresenceCore:
         if pid not in self._participants:
             return
         try:
-            entries = decode_awareness_update(update, self.config.max_state_bytes)
+            entries = decode_awareness_update(update)
         except ProtocolError as exc:
             self.stats["refused"] += 1
             log.warning("dropping an awareness update from participant %s: %s", pid, exc)
@@ -516,7 +529,7 @@ class PresenceCore:
     def _receive(self, peer_id: str, payload: bytes, now: float, reliable: bool) -> None:
         reader = _Reader(bytes(payload))
         if reader.u8() != VERSION:
-            raise ProtocolError("unknown presence message version")
+            return  # a later version of the envelope: ignored, as unknown frame kinds are
         kind = reader.u8()
         if kind == K_NEIGHBOURS:
             count = reader.varuint()
@@ -535,6 +548,17 @@ class PresenceCore:
             reader.end()
             self._send_snapshot(peer_id)
             return
+        if kind == K_WITHDRAW:
+            count = reader.varuint()
+            if count > len(reader.data):
+                raise ProtocolError(f"{count} withdrawn clients cannot fit")
+            clients = [reader.varuint() for _ in range(count)]
+            reader.end()
+            for client in clients:
+                entry = self._entries.get(client)
+                if entry is not None and entry.source == peer_id:
+                    self._remove(client, entry, announce=True, forget=True, withdrawn=True)
+            return
         if kind != K_UPDATE:
             return  # a later version's kind: ignored
         count = reader.varuint()
@@ -544,7 +568,7 @@ class PresenceCore:
             Owner(reader.varstring(64), reader.varstring(_MAX_NAME_BYTES), reader.varstring(_MAX_NAME_BYTES))
             for _ in range(count)
         ]
-        entries = decode_awareness_update(reader.data[reader.pos :], self.config.max_state_bytes)
+        entries = decode_awareness_update(reader.data[reader.pos :])
         if len(entries) != len(owners):
             raise ProtocolError(f"{len(owners)} owners for {len(entries)} entries")
         self.stats["received"] += 1
@@ -637,7 +661,9 @@ class PresenceCore:
         if changed:
             self.events.append(PresenceChanged(client, owner, text))
 
-    def _remove(self, client: int, entry: _Entry, *, announce: bool, forget: bool = False) -> None:
+    def _remove(
+        self, client: int, entry: _Entry, *, announce: bool, forget: bool = False, withdrawn: bool = False
+    ) -> None:
         del self._entries[client]
         count = self._per_source.get(entry.source, 0) - 1
         if count > 0:
@@ -649,7 +675,7 @@ class PresenceCore:
         if was is not None:
             self.events.append(PresenceChanged(client, entry.owner, None))
         if announce and was is not None:
-            self._pending_removals.append((client, entry.owner, entry.clock, entry.source))
+            self._pending_removals.append((client, entry.owner, entry.clock, entry.source, withdrawn))
         if not forget:
             self._bury(client, entry.owner, entry.clock)
 
@@ -694,10 +720,12 @@ class PresenceCore:
         out += encode_awareness_update((c, e.clock, e.text) for c, e in items)
         return bytes(out)
 
-    def _targets(self, entry: _Entry) -> list[str]:
-        """Neighbours and participants an entry is sent to."""
+    def _targets(self, entry: _Entry, everyone: bool = False) -> list[str]:
+        """Neighbours and participants an entry is sent to (``everyone``: but its source)."""
         source = entry.source
-        skip = self._peers.get(source, frozenset())
+        # Removals go to every other neighbour: whom we served depended on neighbour lists that
+        # may have changed since, and a removal counts only where we were the source anyway.
+        skip = frozenset() if everyone else self._peers.get(source, frozenset())
         peers = [p for p in self._peers if p != source and p != entry.owner.node and (p not in skip)]
         parts = [_participant_key(p) for p in self._participants if _participant_key(p) != source]
         return peers + parts
@@ -705,13 +733,25 @@ class PresenceCore:
     def _flush(self, now: float) -> None:
         batches: dict[str, list[tuple[int, _Entry]]] = {}
         unreliable: dict[str, bool] = {}
+        withdrawals: dict[str, list[int]] = {}
         removals = self._pending_removals
         self._pending_removals = []
-        for client, owner, clock, source in removals:
+        for client, owner, clock, source, withdrawn in removals:
             gone = _Entry(owner, clock, None, source, now)
-            for target in self._targets(gone):
+            for target in self._targets(gone, everyone=True):
+                if withdrawn and not target.startswith("@"):
+                    # Not "cleared at this clock" (the receiver may never have seen this clock
+                    # and would keep it as a tombstone): "no longer through me".
+                    withdrawals.setdefault(target, []).append(client)
+                    continue
                 batches.setdefault(target, []).append((client, gone))
                 unreliable[target] = False
+        for target, clients in withdrawals.items():
+            out = bytearray((VERSION, K_WITHDRAW))
+            _write_varuint(out, len(clients))
+            for client in clients:
+                _write_varuint(out, client)
+            self.outbox.append((target, bytes(out), True))
         for client, entry in [(self.client_id, self._local), *self._entries.items()]:
             if entry.dirty and now >= entry.sent + self._interval:
                 entry.dirty = False

@@ -44,5 +44,5 @@ if [ -z "$py310" ]; then
     fi
     echo "skipped: no Python 3.10 interpreter found (set PYTHON310)"
 else
-    PYTHON310=$py310 tools/pythonista_profile.sh tests/store tests/engines
+    PYTHON310=$py310 tools/pythonista_profile.sh tests/store tests/engines tests/presence
 fi

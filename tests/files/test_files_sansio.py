@@ -6,7 +6,7 @@ import hashlib
 import os
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpstore import ProtocolError
@@ -230,3 +230,103 @@ def test_the_window_grows_while_round_trips_stay_flat_and_shrinks_when_a_queue_b
         fetch.data("p", index, data[index * F.MIN_CHUNK : (index + 1) * F.MIN_CHUNK], now)
         index += 1
     assert fetch.cwnd == F.MIN_WINDOW
+
+
+_BEHAVIOURS = ("honest", "missing", "corrupting", "lying")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fetch_never_writes_wrong_bytes_and_completes_once_an_honest_peer_stays(data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, 9 * F.MIN_CHUNK), label="size")
+    content, ref, hashes = _file(size)
+    names = ["a", "b", "c"]
+    kinds = {n: data.draw(st.sampled_from(_BEHAVIOURS), label=n) for n in names}
+    kinds["a"] = data.draw(st.sampled_from(("corrupting", "lying")), label="a")  # asked first
+    kinds["c"] = "honest"  # at least one peer has the right bytes
+    connected = {"a"} | set(data.draw(st.sets(st.sampled_from(names)), label="connected at start"))
+    now = 0.0
+    fetch = F.Fetch(
+        ref,
+        sorted(connected),
+        now,
+        window=data.draw(st.integers(1, 8)),
+        stall_timeout=5.0,
+        resume_timeout=1e9,
+    )
+    requests: list[tuple[str, bytes]] = []  # (peer, payload) sent by the fetch, not yet answered
+    replies: list[tuple[str, F.Msg]] = []  # answers on their way back
+    out = bytearray(size)
+
+    def act(actions: list[F.Send | F.Write]) -> None:
+        for action in actions:
+            if isinstance(action, F.Write):
+                chunk = bytes(action.data)
+                assert chunk == content[action.offset : action.offset + len(chunk)]  # never wrong
+                out[action.offset : action.offset + len(chunk)] = chunk
+            else:
+                requests.append((action.peer, action.payload))
+
+    def answer(peer: str, payload: bytes) -> None:
+        if peer not in connected:
+            return  # lost with the link
+        msg, kind = F.decode(payload), kinds[peer]
+        if kind == "missing":
+            replies.append((peer, F.decode(F.encode_missing(msg.sha))))
+        elif msg.op == F.Op.GET:
+            sent = [hashlib.sha256(b"lie").digest()] * len(hashes) if kind == "lying" else hashes
+            replies.append((peer, F.decode(F.encode_manifest(msg.sha, sent))))
+        elif msg.op == F.Op.WANT:
+            for index in msg.indices:
+                off, n = F.chunk_span(index, size, ref.chunk)
+                chunk = content[off : off + n]
+                if kind == "corrupting" and n and data.draw(st.booleans(), label="corrupt"):
+                    chunk = bytes([chunk[0] ^ 1]) + chunk[1:]
+                replies.append((peer, F.decode(F.encode_data_header(bytes.fromhex(msg.sha), index) + chunk)))
+
+    def deliver(peer: str, msg: F.Msg) -> None:
+        if peer not in connected:
+            return
+        if msg.op == F.Op.MISSING:
+            act(fetch.missing(peer, now))
+        elif msg.op == F.Op.MANIFEST:
+            act(fetch.manifest(peer, msg.hashes, now))
+        elif msg.op == F.Op.DATA:
+            act(fetch.data(peer, msg.indices[0], msg.data, now))
+
+    act(fetch.start(now))
+    for _ in range(data.draw(st.integers(0, 60), label="steps")):
+        step = data.draw(st.sampled_from(["request", "reply", "down", "up", "time"]), label="step")
+        if step == "request" and requests:
+            answer(*requests.pop(data.draw(st.integers(0, len(requests) - 1))))
+        elif step == "reply" and replies:
+            deliver(*replies.pop(0))  # a link is ordered: replies from one peer keep their order
+        elif step == "down" and connected:
+            peer = data.draw(st.sampled_from(sorted(connected)))
+            connected.discard(peer)
+            requests[:] = [r for r in requests if r[0] != peer]
+            replies[:] = [r for r in replies if r[0] != peer]
+            act(fetch.peer_down(peer, now))
+        elif step == "up":
+            peer = data.draw(st.sampled_from(names))
+            if peer not in connected:
+                connected.add(peer)
+                act(fetch.peer_up(peer, now))
+        elif step == "time":
+            now += data.draw(st.sampled_from([0.1, 6.0]))
+            act(fetch.timer(now))
+    # Then the honest peer is (or comes) back and the network delivers everything in order.
+    if "c" not in connected:
+        connected.add("c")
+        act(fetch.peer_up("c", now))
+    for _ in range(5000):
+        if not fetch.active:
+            break
+        if requests:
+            answer(*requests.pop(0))
+        elif replies:
+            deliver(*replies.pop(0))
+        else:
+            now += 6.0
+            act(fetch.timer(now))
+    assert fetch.complete and fetch.failed is None and bytes(out) == content

@@ -328,3 +328,12 @@ def test_flood_cannot_grow_memory() -> None:
         net.pump()
     net.advance(0.2)
     assert net.view("a")["b"] == {"i": 1999}
+
+
+def test_one_oversized_state_is_refused_alone() -> None:
+    net = Net(["a"])
+    a = net.cores["a"]
+    a.add_participant("server", net.now)
+    big = json.dumps({"pad": "x" * 9000})
+    a.receive_participant("server", encode_awareness_update([(5, 1, big), (6, 1, '{"ok":1}')]), net.now)
+    assert {c: json.loads(t) for c, (_, _, t) in a.entries().items()} == {6: {"ok": 1}}
