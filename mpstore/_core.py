@@ -30,6 +30,7 @@ from ._session import (
     MessageReceived,
     PeerOpened,
     SessionConfig,
+    advertised_rate,
 )
 from ._wire import Kind
 from .transports.base import LinkId, LocalNode, Transport
@@ -451,10 +452,11 @@ class Node:
         peer = self._peer_for(hello)
         entry.peer = peer
         self.peers[peer.id] = (peer, link)
-        rate = hello.extra.get("rate")
-        # The peer cuts off whoever sends faster than it advertised: senders pace themselves.
-        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
-            self.peer_rates[peer.id] = float(rate)
+        rate = advertised_rate(hello)
+        # The peer cuts off whoever sends faster than it advertised: senders pace themselves
+        # (never below the floor, so a peer advertising a crawl cannot stall our sends).
+        if rate is not None:
+            self.peer_rates[peer.id] = rate
         else:
             self.peer_rates.pop(peer.id, None)
         self._publish()

@@ -314,7 +314,16 @@ class Database:
         whose rows could not be written is saved whole (a snapshot) by the next flush that works.
         """
         conn = self.conn
-        due = [s for s in self._logs.values() if s.needs_snapshot or s.compaction_due(self._pending)]
+        waiting: dict[StoreLog, list[int]] = {}
+        for s, _, data in self._pending:
+            counts = waiting.setdefault(s, [0, 0])
+            counts[0] += 1
+            counts[1] += len(data)
+        due = [
+            s
+            for s in self._logs.values()
+            if s.doc is not None and (s.needs_snapshot or s.compaction_due(*waiting.get(s, (0, 0))))
+        ]
         if not self._pending and not due:
             if sync and not self.durable:
                 self._checkpoint()
@@ -339,7 +348,7 @@ class Database:
                 )
                 conn.execute("DELETE FROM updates WHERE store = ? AND seq <= ?", (s.store_id, upto))
             conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # sqlite3.Error, OSError, or anything else: nothing half-done
             self._rollback()
             for s in {s for s, _, _ in pending} | set(due):
                 s.needs_snapshot = True
@@ -471,13 +480,9 @@ class StoreLog:
         self.next_seq += 1
         self.db._append(self, seq, update)
 
-    def compaction_due(self, pending: list[tuple[StoreLog, int, bytes]]) -> bool:
+    def compaction_due(self, more_rows: int = 0, more_bytes: int = 0) -> bool:
         """True when the log, with what is about to be written, outweighs the snapshot."""
-        rows, size = self.log_rows, self.log_bytes
-        for s, _, data in pending:
-            if s is self:
-                rows += 1
-                size += len(data)
+        rows, size = self.log_rows + more_rows, self.log_bytes + more_bytes
         return rows >= COMPACT_MIN_ROWS and size + ROW_COST * rows >= self.snapshot_bytes
 
     def snapshot_now(self) -> tuple[bytes, int]:

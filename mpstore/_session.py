@@ -49,6 +49,8 @@ from ._peer import is_peer_id, validate_discovery_info, validate_display_name
 from ._wire import FLAG_UNRELIABLE, Kind, Message, Reassembler, split_message
 
 __all__ = [
+    "DELIVERED_KINDS",
+    "MIN_MESSAGE_RATE",
     "PROTOCOL_VERSION",
     "Event",
     "Hello",
@@ -58,6 +60,7 @@ __all__ = [
     "MessageReceived",
     "PeerOpened",
     "SessionConfig",
+    "advertised_rate",
 ]
 
 log = logging.getLogger("mpstore.session")
@@ -67,6 +70,13 @@ MIN_PROTOCOL_VERSION = 1
 MAX_HELLO_SIZE = 8192
 MAX_REASON_SIZE = 512
 AUTH_SCHEME = "psk2"
+#: The floor under message rates: a peer that advertises less is paced as if it advertised this
+#: (so one peer cannot stall or fail our sends), and our own ``max_message_rate`` may not be lower.
+MIN_MESSAGE_RATE = 100.0
+
+
+#: The message kinds an open session hands to its owner (MessageReceived); others are its own.
+DELIVERED_KINDS = frozenset((Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE))
 
 
 @dataclass(frozen=True)
@@ -410,7 +420,7 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE):
+            if kind in DELIVERED_KINDS:
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
         if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):
@@ -502,3 +512,12 @@ def _reason_bytes(reason: str) -> bytes:
 
 def _reason_text(payload: bytes) -> str:
     return payload[:MAX_REASON_SIZE].decode("utf-8", "replace") or "no reason given"
+
+
+def advertised_rate(hello: Hello) -> float | None:
+    """The message rate a peer's hello advertises, raised to :data:`MIN_MESSAGE_RATE`; None if
+    it advertises none (or nonsense)."""
+    rate = hello.extra.get("rate")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+        return None
+    return max(float(rate), MIN_MESSAGE_RATE) if rate < float("inf") else None

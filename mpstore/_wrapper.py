@@ -34,7 +34,7 @@ from ._peer import (
 )
 from ._presence_node import Presence
 from ._runtime import Runtime
-from ._session import SessionConfig
+from ._session import MIN_MESSAGE_RATE, SessionConfig
 from ._wire import Kind
 from .transports._factory import make_transport
 from .transports.base import LocalNode, Transport
@@ -92,6 +92,11 @@ class MultipeerConnectivity:
             raise ConfigurationError("max_message_size must be a positive number of bytes")
         if not isinstance(max_peers, int) or max_peers < 2:
             raise ConfigurationError("max_peers must be at least 2 (ourselves and one peer)")
+        if max_message_rate is not None and not max_message_rate >= MIN_MESSAGE_RATE:
+            raise ConfigurationError(
+                f"max_message_rate must be at least {MIN_MESSAGE_RATE:g} messages per second (or None): "
+                f"peers never pace themselves below that"
+            )
         key = None if secret is None else derive_key(_secret_bytes(secret), service_type)
         self._service_type = service_type
         self._max_message_size = max_message_size
@@ -441,8 +446,9 @@ class MultipeerConnectivity:
                     break
                 if time.monotonic() + wait > deadline:
                     raise SendTimeout(
-                        f"{peer!r} accepts {rate:g} messages per second; still over it after "
-                        f"{self._send_timeout} s; nothing was sent"
+                        f"{peer!r} accepts {rate:g} messages per second and this send would have "
+                        f"to wait {wait:.3g} s more for it, past send_timeout "
+                        f"({self._send_timeout} s); nothing was sent"
                     )
                 time.sleep(wait)
         return kept

@@ -34,19 +34,20 @@ def test_writes_just_made_survive_end_all() -> None:
 
 
 def test_writes_over_the_pacing_survive_leaving_a_with_block() -> None:
-    # B advertises 20 messages/s: the store may send A->B 4 per second; each 1 MiB value is
-    # its own message, so most of these wait for the pacer when A leaves its with block.
+    # B advertises 100 messages/s (the floor): the store may send A->B 20 per second; each
+    # 64 KiB value is its own message, so most of these wait for the pacer when A leaves its
+    # with block.
     with devices() as make:
-        b = make("B", max_message_rate=20.0)
+        b = make("B", max_message_rate=100.0)
         with make("A") as a:
             a.wait_for_peers(1, timeout=5)
             sa = a.shared_dict("s")
-            blob = "x" * (1 << 20)
-            for i in range(8):
+            blob = "x" * (1 << 16)
+            for i in range(60):
                 sa[f"k{i}"] = blob
                 a._runtime.call(lambda: None)  # one transaction each
         sb = b.shared_dict("s")
-        sb.wait_for(lambda s: len(s) == 8, timeout=20)
+        sb.wait_for(lambda s: len(s) == 60, timeout=20)
 
 
 def test_end_all_right_after_a_peer_arrives_keeps_the_writes_held_for_it() -> None:
