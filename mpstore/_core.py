@@ -135,7 +135,7 @@ class Node:
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._all_failures: deque[float] = deque()
-        self._known_devices: set[str] = set()
+        self._known_devices: dict[str, None] = {}  # an ordered set, oldest first
         self._warned: dict[str, tuple[float, int]] = {}
         self._pairs: PairTable[LinkId] = PairTable()
         self._tick_handle: Any = None
@@ -191,6 +191,11 @@ class Node:
         await self._flush_store()
         if self.presence is not None:
             self.presence.close()  # our state's removal goes out before the goodbyes
+        if self.files is not None:  # so peers hear why transfers end before our goodbye
+            try:
+                self.files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
         self.disconnect()
         self._closed = True
         if self._tick_handle is not None:
@@ -200,11 +205,6 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
-        if self.files is not None:
-            try:
-                self.files.close()
-            except Exception:
-                log.exception("closing file transfers failed")
         try:
             await self.transport.aclose()
         except Exception:
@@ -511,7 +511,10 @@ class Node:
                 old.session.close("replaced by a newer link from the same peer")
                 self._pump(other)
         if entry.key is not None:
-            self._known_devices.add(entry.key)
+            self._known_devices.pop(entry.key, None)
+            self._known_devices[entry.key] = None
+            if len(self._known_devices) > _MAX_FAILING_HOSTS:
+                del self._known_devices[next(iter(self._known_devices))]
         peer = self._peer_for(hello)
         entry.peer = peer
         self.peers[peer.id] = (peer, link)
