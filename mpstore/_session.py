@@ -49,6 +49,7 @@ from ._peer import is_peer_id, validate_discovery_info, validate_display_name
 from ._wire import FLAG_UNRELIABLE, Kind, Message, Reassembler, split_message
 
 __all__ = [
+    "DELIVERED_KINDS",
     "MIN_MESSAGE_RATE",
     "PROTOCOL_VERSION",
     "Event",
@@ -72,6 +73,10 @@ AUTH_SCHEME = "psk2"
 #: The floor under message rates: a peer that advertises less is paced as if it advertised this
 #: (so one peer cannot stall or fail our sends), and our own ``max_message_rate`` may not be lower.
 MIN_MESSAGE_RATE = 100.0
+
+
+#: The message kinds an open session hands to its owner (MessageReceived); others are its own.
+DELIVERED_KINDS = frozenset((Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE))
 
 
 @dataclass(frozen=True)
@@ -415,7 +420,7 @@ class LinkSession:
             self._maybe_open()
             return
         if self.state is not State.OPEN:
-            if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE):
+            if kind in DELIVERED_KINDS:
                 raise ProtocolError(f"message of kind {kind:#04x} before the session opened")
             return
         if kind in (Kind.APP, Kind.STORE, Kind.PRESENCE):

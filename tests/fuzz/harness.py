@@ -20,6 +20,7 @@ from mpstore import _core
 from mpstore._auth import derive_key
 from mpstore._errors import ProtocolError
 from mpstore._session import (
+    DELIVERED_KINDS,
     Event,
     Hello,
     HelloReceived,
@@ -158,7 +159,7 @@ def run_session(stage: str, frames: list[bytes], prefix: bool = True) -> list[Ev
                 state["open"] = True
             elif isinstance(e, MessageReceived):
                 assert state["open"], "a message before the session opened"
-                assert e.kind in (Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE)
+                assert e.kind in DELIVERED_KINDS
                 assert len(e.payload) <= CONFIG.max_receive_size
             elif isinstance(e, LinkClosed):
                 state["closed"] = True

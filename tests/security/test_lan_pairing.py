@@ -183,3 +183,37 @@ def test_a_preface_claiming_our_own_id_does_not_end_a_target_for_good() -> None:
         if node is not None:
             node.end_all()
     assert len(dials) >= 3, f"dialed {len(dials)} time(s): the target was given up for good"
+
+
+def test_discovered_targets_addresses_and_dials_are_bounded() -> None:
+    """Spoofed announcements cannot grow our targets, their address lists or our dials without
+    bound (every address here is a closed port on loopback)."""
+    from mpstore.transports import lan as lan_module
+    from mpstore.transports._lan._discovery import Found
+
+    node = Recorder("Ann", SERVICE, transport=_lan(), peer_timeout=5.0)
+    transport: LanTransport = node.transport  # type: ignore[assignment]
+    peak = [0]
+
+    def flood() -> None:
+        for i in range(400):
+            addresses = tuple(("127.0.0.1", 9 + (j % 2)) for j in range(20))
+            peer_id = f"{i + 1:032x}"
+            transport._on_found(
+                Found(f"spoof{i}", peer_id, f"spoof{i}", lan_module.PROTOCOL_VERSION, addresses)
+            )
+        peak[0] = sum(1 for t in transport._targets.values() if t.dialing is not None)
+
+    try:
+        node._runtime.call(flood)
+        targets = node._runtime.call(lambda: list(transport._targets.values()))
+        assert len(targets) == lan_module._MAX_TARGETS
+        assert all(len(t.addresses) <= lan_module._MAX_ADDRESSES for t in targets)
+        assert peak[0] <= lan_module._MAX_DIALS
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            dialing = node._runtime.call(lambda: sum(1 for t in transport._targets.values() if t.dialing))
+            assert dialing <= lan_module._MAX_DIALS
+            time.sleep(0.05)
+    finally:
+        node.end_all()

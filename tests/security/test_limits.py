@@ -151,3 +151,47 @@ def test_the_failed_proof_table_stays_bounded_and_still_shuts_out(monkeypatch: p
     assert node._rate_limited("198.18.0.10:1")
     clock[0] += options.auth_failure_window + 1
     assert not node._rate_limited("198.18.0.10:1")
+
+
+def test_many_fresh_identities_hit_the_global_cap_but_known_devices_still_get_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stranger can make a new certificate per attempt; after 20 failures in the window from
+    all devices together, only devices that were connected before may start a handshake."""
+    import types
+    import weakref
+
+    from mpstore import _core
+    from mpstore._session import Hello, LinkClosed, LinkSession
+    from mpstore.transports.base import LocalNode
+
+    class Transport:
+        def close_link(self, link: object, reason: str) -> None:
+            pass
+
+        def peer_key(self, link: object) -> None:
+            return None
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    options = _core.NodeOptions(SessionConfig(), 1000, 8)
+    node = _core.Node(None, Transport(), LocalNode("a" * 32, "A", "lim"), options, weakref.ref(owner))  # type: ignore[arg-type]
+    clock = [1000.0]
+    monkeypatch.setattr("mpstore._core.time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    node._known_devices.add("tls:member")
+
+    def fail(key: str) -> None:
+        session = LinkSession(Hello("a" * 32, "A"), SessionConfig(), clock[0])
+        entry = _core._Link(session, "198.18.0.9:4242", key)
+        node._on_closed(object(), entry, LinkClosed("wrong group secret", False, False, auth_failed=True))
+
+    for i in range(19):
+        fail(f"tls:fresh-{i}")
+    assert not node._rate_limited("tls:newcomer")
+    fail("tls:fresh-19")
+    assert node._rate_limited("tls:newcomer") and node._rate_limited("tls:fresh-20")
+    assert not node._rate_limited("tls:member")
+    clock[0] += options.auth_failure_window + 1
+    assert not node._rate_limited("tls:newcomer")
