@@ -529,7 +529,7 @@ class PresenceCore:
     def _receive(self, peer_id: str, payload: bytes, now: float, reliable: bool) -> None:
         reader = _Reader(bytes(payload))
         if reader.u8() != VERSION:
-            raise ProtocolError("unknown presence message version")
+            return  # a later version of the envelope: ignored, as unknown frame kinds are
         kind = reader.u8()
         if kind == K_NEIGHBOURS:
             count = reader.varuint()

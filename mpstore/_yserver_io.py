@@ -106,6 +106,8 @@ class ServerConnection:
         self._wake: asyncio.Event | None = None
         self.frames_in = 0
         self.frames_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     # -- public (any thread) --------------------------------------------------------------------
 
@@ -332,6 +334,7 @@ class ServerConnection:
                     log.debug("text frame from %s ignored", self.url)
                     continue
                 self.frames_in += 1
+                self.bytes_in += len(frame)
                 self._link.frame_received(frame, self._loop.time())
                 self._pump()
         except asyncio.CancelledError:
@@ -342,7 +345,12 @@ class ServerConnection:
         if ws.close_reason:
             reason = f"{reason}: {ws.close_reason}"
         if gen == self._gen:
+            self._gen += 1  # ends this socket's writer
+            if self._wake is not None:
+                self._wake.set()
             self._ws = None
+            self._queue.clear()
+            self._queued = 0
             self._link.connection_lost(self._loop.time(), reason, code=code)
             self._pump()
 
@@ -360,6 +368,7 @@ class ServerConnection:
             except Exception:
                 return  # the reader reports the loss
             self.frames_out += 1
+            self.bytes_out += len(frame)
             self._queued -= len(frame)
             if self._blocked and self._queued <= LOW_WATER:
                 self._blocked = False
