@@ -178,6 +178,11 @@ class Node:
         await self._flush_store()
         if self.presence is not None:
             self.presence.close()  # our state's removal goes out before the goodbyes
+        if self.files is not None:  # so peers hear why transfers end before our goodbye
+            try:
+                self.files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
         self.disconnect()
         self._closed = True
         if self._tick_handle is not None:
@@ -187,11 +192,6 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
-        if self.files is not None:
-            try:
-                self.files.close()
-            except Exception:
-                log.exception("closing file transfers failed")
         try:
             await self.transport.aclose()
         except Exception:
