@@ -122,7 +122,7 @@ class Node:
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._all_failures: deque[float] = deque()
-        self._known_devices: set[str] = set()
+        self._known_devices: dict[str, None] = {}  # an ordered set, oldest first
         self._warned: dict[str, tuple[float, int]] = {}
         self._pairs: PairTable[LinkId] = PairTable()
         self._tick_handle: Any = None
@@ -448,7 +448,10 @@ class Node:
                 old.session.close("replaced by a newer link from the same peer")
                 self._pump(other)
         if entry.key is not None:
-            self._known_devices.add(entry.key)
+            self._known_devices.pop(entry.key, None)
+            self._known_devices[entry.key] = None
+            if len(self._known_devices) > _MAX_FAILING_HOSTS:
+                del self._known_devices[next(iter(self._known_devices))]
         peer = self._peer_for(hello)
         entry.peer = peer
         self.peers[peer.id] = (peer, link)
