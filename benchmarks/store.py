@@ -58,6 +58,15 @@ def _load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min), {os.cpu_count()} cpus"
 
 
+def _peak_rss() -> int:
+    """This process's peak RSS (VmHWM; ru_maxrss would report the parent's after fork+exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _rss() -> int:
     gc.collect()
     with open("/proc/self/statm") as f:
@@ -427,18 +436,22 @@ def _joiner(port: int, keys: int) -> None:
     s = d.shared_dict("s")
     s.wait_for(lambda s: len(s) == keys, timeout=1800)
     took = time.monotonic() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss()
     print(json.dumps({"seconds": took, "peak_rss": peak, "dropped": d.dropped}), flush=True)
     sys.stdin.read()  # the source reads its own drop count, then closes our stdin
     os._exit(0)
 
 
-def _pycrdt_joiner_child(keys: int) -> None:
-    source = _pycrdt_source(keys)
-    update = source.get_update()
-    del source
+def _pycrdt_joiner_child(keys: int, path: str | None = None) -> None:
+    """pycrdt encode + apply + read in a fresh process (the update comes from a file, so the
+    peak RSS is the joiner's alone)."""
+    if path is None:
+        update = _pycrdt_source(keys).get_update()
+    else:
+        start = time.perf_counter()
+        with open(path, "rb") as f:
+            update = f.read()
     gc.collect()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     from pycrdt import Doc, Map
 
     start = time.perf_counter()
@@ -447,8 +460,27 @@ def _pycrdt_joiner_child(keys: int) -> None:
     b.apply_update(update)
     assert len(mb.to_py()) == keys
     took = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": took, "peak_rss": peak, "base_rss": base}), flush=True)
+    print(json.dumps({"seconds": took, "peak_rss": _peak_rss()}), flush=True)
+
+
+def pycrdt_joiner(keys: int) -> dict[str, Any]:
+    """The baseline joiner: encode here (timed), apply + read in a fresh process (timed there)."""
+    import tempfile
+
+    source = _pycrdt_source(keys)
+    start = time.perf_counter()
+    update = source.get_update()
+    encode = time.perf_counter() - start
+    del source
+    with tempfile.NamedTemporaryFile(delete=False) as tmp:
+        tmp.write(update)
+    del update
+    try:
+        out: dict[str, Any] = _run_child("pycrdt_joiner", str(keys), tmp.name, timeout=1800)
+    finally:
+        os.unlink(tmp.name)
+    out["seconds"] += encode
+    return out
 
 
 def lan_joiner(keys: int) -> dict[str, Any]:
@@ -498,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--joiners", action="store_true")
     p.add_argument("--max-keys", type=int, default=1_000_000)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--skip-core", action="store_true", help="skip figures 1-4")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -511,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         elif kind == "joiner":
             _joiner(int(rest[0]), int(rest[1]))
         elif kind == "pycrdt_joiner":
-            _pycrdt_joiner_child(int(rest[0]))
+            _pycrdt_joiner_child(int(rest[0]), rest[1] if len(rest) > 1 else None)
         return 0
     if args.quick:
         args.repeats, args.sets, args.keys, args.edits = 2, 5_000, 20_000, 1_000
@@ -545,15 +578,15 @@ def main(argv: list[str] | None = None) -> int:
         "(B) pycrdt encode + apply + read every value (the goal's baseline)",
     )
     mem = _Row(f"memory per key ({args.keys:,} keys)", "bytes of RSS", False, "pycrdt Doc")
-    source = _pycrdt_source(args.keys)
-    for _ in range(args.repeats):
+    source = _pycrdt_source(args.keys) if not args.skip_core else None
+    for _ in range(0 if args.skip_core else args.repeats):
         local.add(mpstore_local(args.sets), pycrdt_local(args.sets))
         repl.add(mpstore_replicated(args.sets), pycrdt_replicated(args.sets))
         ours = mpstore_join(args.keys)
         join_a.add(ours, pycrdt_join(source, args.keys, read=False))
         join_b.add(ours, pycrdt_join(source, args.keys, read=True))
     del source
-    for _ in range(min(3, args.repeats)):
+    for _ in range(0 if args.skip_core else min(3, args.repeats)):
         mem.add(
             _run_child("memory", "mpstore", str(args.keys)), _run_child("memory", "pycrdt", str(args.keys))
         )
@@ -602,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = 1_000
         while keys <= args.max_keys:
             joined = lan_joiner(keys)
-            base = _run_child("pycrdt_joiner", str(keys), timeout=1800)
+            base = pycrdt_joiner(keys)
             print(
                 f"{keys:9,} {joined['seconds']:10.2f} {joined['peak_rss'] / 1e6:9,.0f}M "
                 f"{joined['dropped'] + joined['source_dropped']:14} {base['seconds']:15.2f} "
