@@ -439,3 +439,31 @@ def test_inspect_lists_keys_size_and_history(tmp_path: Path) -> None:
     by_name = {s.name: s for s in stores}
     assert by_name["s"].keys == ["k0", "k1", "k2"] and by_name["s"].history == 10
     assert by_name["t"].keys == ["only"] and by_name["t"].history == 1
+
+
+def test_appends_are_committed_before_a_compaction_and_survive_its_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = load_engine(ENGINE)
+    db = _persist.Database(tmp_path)
+    store = db.log("s")
+    doc = _persist.LoggedDoc(_persist.load_doc(store, engine.new_doc), store)
+    for i in range(_persist.COMPACT_MIN_ROWS + 5):
+        doc.transact({"k": str(i)}, [])
+    assert store.compaction_due(len(db._pending))
+
+    def broken() -> tuple[bytes, int]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "snapshot_now", broken)
+    with pytest.raises(mpstore.PersistError, match="disk is full"):
+        db.flush()
+    assert not db._pending and store.log_rows == _persist.COMPACT_MIN_ROWS + 5  # the rows are in
+    db._close_conn()  # the process dies before any retry
+    db._release()
+    db = _persist.Database(tmp_path)
+    try:
+        again = _persist.load_doc(db.log("s"), engine.new_doc)
+        assert again.get("k") == str(_persist.COMPACT_MIN_ROWS + 4)
+    finally:
+        db.close()
