@@ -698,11 +698,20 @@ class Persistence:
         return None if self._default is None else self._default.data_dir
 
     def choose(
-        self, name: str, persist: bool | str | os.PathLike[str] | None, durable: bool | None, held: bool
-    ) -> None:
-        """Apply ``shared_dict(name, persist=..., durable=...)`` before the store is opened.
+        self,
+        name: str,
+        persist: bool | str | os.PathLike[str] | None,
+        durable: bool | None,
+        held: EngineDoc | None,
+    ) -> EngineDoc | None:
+        """Apply ``shared_dict(name, persist=..., durable=...)``; ``held``: the store's document
+        if it exists already (a peer sent the store, or it was opened before).
 
-        ``held``: the store's document exists already (saved choices can no longer change).
+        Returns the document that replaces ``held`` when its saving changes: a held in-memory
+        store starts being saved (its whole state first), or a saved one stops being logged (what
+        is on disk stays). Raises ConfigurationError when that cannot be done without losing or
+        mixing data: the target directory already has saved data for a store held in memory, or
+        the store is saved in another directory.
         """
         if persist is None:
             target: Database | None = self._choice.get(name, self._default)
@@ -716,17 +725,45 @@ class Persistence:
             target = self._db(persist)
         else:
             raise InvalidArgument(f"persist must be None, a bool or a path, not {type(persist).__name__}")
-        if held and persist is not None and self._where.get(name) is not target:
-            now = "in memory only" if name not in self._where else f"saved in {self._where[name].data_dir!r}"
-            raise ConfigurationError(
-                f"store {name!r} is already held {now} (a peer sent it, or it was opened before): "
-                "choose persist= on the first shared_dict() call, before peers connect"
-            )
+        replacement: EngineDoc | None = None
+        current = self._where.get(name)
+        if held is not None and persist is not None and current is not target:
+            if target is None:
+                assert isinstance(held, LoggedDoc) and current is not None
+                del self._where[name]
+                current._logs.pop(name, None)  # rows already queued are still committed
+                replacement = held.inner
+            elif current is not None:
+                raise ConfigurationError(
+                    f"store {name!r} is already saved in {current.data_dir!r}; it cannot move to "
+                    f"{target.data_dir!r} while open"
+                )
+            else:
+                replacement = self._adopt(name, held, target)
         self._choice[name] = target
         if durable:
             self._durable_stores.add(name)
         elif durable is False:
             self._durable_stores.discard(name)
+        return replacement
+
+    def _adopt(self, name: str, doc: EngineDoc, db: Database) -> EngineDoc:
+        """Start saving a store held in memory: its whole state is the first thing written."""
+        store = db.log(name)
+        if store.snapshot_bytes or store.log_rows or store.next_seq > 1:
+            raise ConfigurationError(
+                f"store {name!r} is held in memory (a peer sent it before it was opened here) and "
+                f"{db.data_dir!r} already has saved data for it: open it with persist= before "
+                "peers connect, or give the object a data_dir"
+            )
+        if doc.client_id in store.used_clients():
+            raise ConfigurationError(f"store {name!r}: its client id was used before in {db.data_dir!r}")
+        store.claim(doc.client_id)
+        wrapped = LoggedDoc(doc, store)
+        store.needs_snapshot = True
+        db._arm(FLUSH_DELAY)
+        self._where[name] = db
+        return wrapped
 
     def new_doc(self, name: str, make: Callable[[], EngineDoc]) -> EngineDoc:
         """The document for store ``name``: loaded from disk when it persists, else empty."""

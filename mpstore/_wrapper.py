@@ -255,8 +255,8 @@ class MultipeerConnectivity:
 
         ``persist``: None follows the object's ``data_dir``; False keeps this store in memory
         only; a path saves it in that directory. ``durable``: True makes each write to it
-        return only once it is on disk. Both are decided by the first call, before the store
-        is held (a peer's data creates it too): a later call that contradicts them raises.
+        return only once it is on disk. A later call may change them (see docs/PERSISTENCE.md);
+        mpstore.ConfigurationError when that would mix or move saved data.
         """
         self._check_open()
         store = self._node.store

@@ -394,17 +394,62 @@ def test_per_store_overrides(tmp_path: Path) -> None:
         elsewhere = a.shared_dict("elsewhere", persist=other)
         elsewhere["y"] = 2
         assert not a.shared_dict("scratch").persistent and elsewhere.persistent
-        with pytest.raises(ValueError, match="already held"):
-            a.shared_dict("scratch", persist=True)
+        with pytest.raises(mpstore.ConfigurationError, match="cannot move"):
+            a.shared_dict("elsewhere", persist=tmp_path / "third")
         a.shared_dict("normal")["z"] = 3
+        a.shared_dict("dropped")["w"] = 4
+        a.shared_dict("dropped").flush()
+        assert not a.shared_dict("dropped", persist=False).persistent  # stops saving; disk kept
+        a.shared_dict("dropped")["w"] = 5
         a.end_all()
         b = make(data_dir=tmp_path / "main")
         assert b.shared_dict("scratch").to_dict() == {}
         assert b.shared_dict("normal").to_dict() == {"z": 3}
+        assert b.shared_dict("dropped").to_dict() == {"w": 4}
         c = make(name="c")  # no data_dir: opt in per store
         assert c.shared_dict("elsewhere", persist=other).to_dict() == {"y": 2}
-        with pytest.raises(ValueError, match="needs"):
+        with pytest.raises(mpstore.ConfigurationError, match="needs"):
             c.shared_dict("nope", persist=True)
+
+
+def test_a_store_a_peer_sent_first_can_still_be_saved_per_store(tmp_path: Path) -> None:
+    with nodes() as make:
+        a = make("a")  # no data_dir
+        b = make("b")
+        b.shared_dict("list").update({"milk": 1, "eggs": 12})
+        a.wait_for_peers(1, timeout=10)
+        deadline = time.monotonic() + 10
+        while "list" not in a._node.store.docsync.docs:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        mine = a.shared_dict("list", persist=tmp_path)  # held in memory already: saved whole
+        mine.wait_for(lambda s: len(s) == 2, timeout=10)
+        assert mine.persistent
+        mine["bread"] = 1
+        b.shared_dict("list").wait_for(lambda s: "bread" in s, timeout=10)
+        b.shared_dict("list")["jam"] = 2  # remote, after the switch: saved too
+        mine.wait_for(lambda s: "jam" in s, timeout=10)
+        a.end_all()
+        b.end_all()
+        c = make("c")
+        assert c.shared_dict("list", persist=tmp_path).to_dict() == {
+            "milk": 1,
+            "eggs": 12,
+            "bread": 1,
+            "jam": 2,
+        }
+        c.end_all()
+        # Saved data there already and a peer's copy held in memory: refused, nothing mixed.
+        d = make("d")
+        e = make("e")
+        e.shared_dict("list")["other"] = True
+        d.wait_for_peers(1, timeout=10)
+        deadline = time.monotonic() + 10
+        while "list" not in d._node.store.docsync.docs:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(mpstore.ConfigurationError, match="already has saved data"):
+            d.shared_dict("list", persist=tmp_path)
 
 
 def test_durable_store_writes_are_committed_when_they_return(tmp_path: Path) -> None:
