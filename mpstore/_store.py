@@ -757,7 +757,9 @@ class StoreManager:
         return self._call(lambda: self._open(name, persist, durable))
 
     def _open(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
-        self._persist.choose(name, persist, durable, held=name in self._sync.docs)
+        replacement = self._persist.choose(name, persist, durable, self._sync.docs.get(name))
+        if replacement is not None:  # the store starts or stops being saved
+            self._sync.docs[name] = replacement
         with self._lock:
             store = self._stores.get(name)
             if store is not None:
