@@ -106,6 +106,8 @@ class ServerConnection:
         self._wake: asyncio.Event | None = None
         self.frames_in = 0
         self.frames_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     # -- public (any thread) --------------------------------------------------------------------
 
@@ -217,6 +219,11 @@ class ServerConnection:
             self._drop_socket(effect.code, effect.reason)
         elif isinstance(effect, ys.Opened):
             self._attach()
+        elif isinstance(effect, ys.Resync):
+            participant, self._participant = self._participant, None
+            if participant is not None:
+                participant.detach()  # a fresh participant exchanges state vectors again
+            self._attach(presence=False)
         elif isinstance(effect, ys.Synced):
             log.info("synced store %r with %s", self.store, self.url)
             self._notify()
@@ -254,14 +261,14 @@ class ServerConnection:
 
     # -- the store and presence ------------------------------------------------------------------
 
-    def _attach(self) -> None:
+    def _attach(self, presence: bool = True) -> None:
         self._participant = self._manager.attach_participant(
             self.store,
             self._send_sync,
             can_send=self._can_send,
             display_name=f"server {self.document}",
         )
-        if self._presence is not None:
+        if presence and self._presence is not None:
             attach = getattr(self._presence, "attach_participant", None)
             if callable(attach):
                 try:
@@ -332,6 +339,7 @@ class ServerConnection:
                     log.debug("text frame from %s ignored", self.url)
                     continue
                 self.frames_in += 1
+                self.bytes_in += len(frame)
                 self._link.frame_received(frame, self._loop.time())
                 self._pump()
         except asyncio.CancelledError:
@@ -342,7 +350,12 @@ class ServerConnection:
         if ws.close_reason:
             reason = f"{reason}: {ws.close_reason}"
         if gen == self._gen:
+            self._gen += 1  # ends this socket's writer
+            if self._wake is not None:
+                self._wake.set()
             self._ws = None
+            self._queue.clear()
+            self._queued = 0
             self._link.connection_lost(self._loop.time(), reason, code=code)
             self._pump()
 
@@ -360,6 +373,7 @@ class ServerConnection:
             except Exception:
                 return  # the reader reports the loss
             self.frames_out += 1
+            self.bytes_out += len(frame)
             self._queued -= len(frame)
             if self._blocked and self._queued <= LOW_WATER:
                 self._blocked = False

@@ -33,20 +33,29 @@ const isStroke = (v) =>
   v !== null && typeof v === 'object' && Array.isArray(v.points) &&
   v.points.every((p) => Array.isArray(p) && p.length >= 2 && p.every((c) => Number.isFinite(Number(c))))
 
+// Decoded strokes by key, kept in step with the map (decoding every stroke per frame is O(n)).
+const decoded = new Map()
+let sorted = null
+const refresh = (key) => {
+  sorted = null
+  const text = entries.get(key)
+  decoded.delete(key)
+  if (!key.startsWith(PREFIX) || typeof text !== 'string') return
+  let value
+  try {
+    value = decodeValue(text)
+  } catch {
+    return // a value that is not ours: hidden, as Python peers do
+  }
+  if (isStroke(value)) decoded.set(key, { id: key.slice(PREFIX.length), ...value })
+}
+for (const key of entries.keys()) refresh(key)
+entries.observe((event) => event.keysChanged.forEach(refresh))
+
 /** Finished strokes, oldest first (ids start with the time they were made). */
 const strokes = () => {
-  const out = []
-  for (const [key, text] of entries.entries()) {
-    if (!key.startsWith(PREFIX) || typeof text !== 'string') continue
-    let value
-    try {
-      value = decodeValue(text)
-    } catch {
-      continue // a value that is not ours: hidden, as Python peers do
-    }
-    if (isStroke(value)) out.push({ id: key.slice(PREFIX.length), ...value })
-  }
-  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  if (sorted === null) sorted = Array.from(decoded.values()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  return sorted.map((s) => ({ ...s }))
 }
 
 const newId = () => Date.now().toString(16).padStart(12, '0') + '-' + hex(3)
@@ -118,7 +127,8 @@ const render = () => {
   }
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0)
   ctx.clearRect(0, 0, w, h)
-  for (const s of strokes()) drawPath(s.points, safeColour(s.colour), safeWidth(s.width), 1)
+  if (sorted === null) strokes()
+  for (const s of sorted) drawPath(s.points, safeColour(s.colour), safeWidth(s.width), 1)
   cursorsEl.textContent = ''
   for (const [client, state] of awareness.getStates()) {
     if (client === doc.clientID || !onBoard(state)) continue
@@ -248,6 +258,9 @@ window.whiteboard = {
   strokes,
   undoMine,
   clearBoard,
+  write: (key, value) => entries.set(key, encodeValue(value)),
+  read: (key) => (entries.has(key) ? decodeValue(entries.get(key)) : undefined),
+  decode: decodeValue,
   peers: () => Array.from(awareness.getStates())
     .filter(([c, state]) => c !== doc.clientID && onBoard(state))
     .map(([client, state]) => ({ client, ...state }))

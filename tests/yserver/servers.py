@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,73 @@ def running(dialect: str, tmp_path: Path, **kwargs: object) -> Iterator[NodeServ
         yield server.start()
     finally:
         server.kill()
+
+
+class CutProxy:
+    """A TCP relay on loopback in front of a server whose connections can be cut (a network drop
+    while the server stays up). Threads are daemons and end with close()."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+
+        self._target = ("127.0.0.1", target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, name="cut-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The ws:// URL to give connect_server."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._socks += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst), name="cut-proxy-pump", daemon=True
+                ).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def cut(self) -> None:
+        """Drop every connection now (both directions, no close handshake)."""
+        import socket
+
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        """Stop accepting and drop everything."""
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self.cut()
