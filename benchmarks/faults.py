@@ -77,6 +77,8 @@ def main() -> None:
                 "killed": 0,
                 "left": 0,
                 "stale_old": 0,
+                "own_regressions": 0,
+                "own_examples": [],
                 "failed_seeds": [],
             },
         )
@@ -86,6 +88,9 @@ def main() -> None:
         s["left"] += outcome.left  # type: ignore[operator]
         s["stale_old"] += outcome.stale_old  # type: ignore[operator]
         s["converge"].append(outcome.converge_s)  # type: ignore[attr-defined]
+        if outcome.own_regressions:
+            s["own_regressions"] += 1  # type: ignore[operator]
+            s["own_examples"].append(f"seed {seed}: {outcome.own_regressions[0]}")  # type: ignore[attr-defined]
         if outcome.violations:
             kinds = {_kind(v) for v in outcome.violations}
             s["kinds"].update(kinds)  # type: ignore[attr-defined]
@@ -113,6 +118,12 @@ def main() -> None:
         print(f"  converge after the final heal: median {med:.2f} s, p95 {p95:.2f} s, max {conv[-1]:.2f} s")
         print(f"  failures by kind: {dict(s['kinds']) or 'none'}")  # type: ignore[arg-type]
         print(f"  observed changes whose old side differs from the replay (not a failure): {s['stale_old']}")
+        print(
+            f"  issue 10 part 4 (counted, not failed): schedules where a replica saw another's own key"
+            f" vanish or go back: {s['own_regressions']}/{s['runs']}"
+        )
+        for example in s["own_examples"][:5]:  # type: ignore[index]
+            print(f"    {example}")
         if s["failed_seeds"]:
             print(f"  failed seeds: {s['failed_seeds'][:30]}")
 

@@ -88,7 +88,7 @@ def link_key(key: bytes, transcript: bytes) -> bytes:
 
 #: Bytes a seal adds to a frame: 2 (header) + 8 (sequence number) + 16 (tag).
 SEAL_OVERHEAD = 26
-_SEAL_KIND = 0x07
+_SEAL_KIND = 0x07  # _wire.Kind.SEALED (not imported: _auth stays free of the wire layer)
 _SEAL_UNRELIABLE = 0x02
 
 

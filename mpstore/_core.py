@@ -15,7 +15,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._pairing import PairTable, Verdict
@@ -39,6 +39,11 @@ __all__ = ["Node", "NodeOptions", "Owner"]
 
 log = logging.getLogger("mpstore")
 
+#: Bytes of frames handed to a link's transport per turn of the core loop.
+LINK_BURST = 1 << 20
+#: Above this many bytes queued for a link, reliable senders wait (SendTimeout after
+#: send_timeout) and the store holds its outbox.
+LINK_QUEUE_HIGH = 1 << 20
 #: end_all() waits at most this long (seconds) for store messages to reach connected peers.
 STORE_FLUSH_TIMEOUT = 5.0
 #: Links in their session handshake at once (each holds a socket until handshake_timeout).
@@ -93,6 +98,14 @@ class _Link:
     key: str | None = None
     """What identifies the remote device on the transport (failed proofs are counted by it)."""
     peer: PeerID | None = None
+    # Reliable frames the session produced and the transport has not taken yet: handed over at
+    # most LINK_BURST bytes per loop turn and only while the transport says writable, so a big
+    # message (a 16 MiB send, a snapshot) never overflows the transport's buffer.
+    out: deque[bytes] = field(default_factory=deque)
+    out_bytes: int = 0
+    writable: bool = True
+    slow: bool = False  # told to senders (blocked) and to the store
+    resume: Any = None  # the scheduled continuation, if any
 
 
 class Node:
@@ -122,7 +135,7 @@ class Node:
         self._decisions: dict[str, bool] = {}
         self._auth_failures: dict[str, deque[float]] = {}
         self._all_failures: deque[float] = deque()
-        self._known_devices: set[str] = set()
+        self._known_devices: dict[str, None] = {}  # an ordered set, oldest first
         self._warned: dict[str, tuple[float, int]] = {}
         self._pairs: PairTable[LinkId] = PairTable()
         self._tick_handle: Any = None
@@ -178,6 +191,11 @@ class Node:
         await self._flush_store()
         if self.presence is not None:
             self.presence.close()  # our state's removal goes out before the goodbyes
+        if self.files is not None:  # so peers hear why transfers end before our goodbye
+            try:
+                self.files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
         self.disconnect()
         self._closed = True
         if self._tick_handle is not None:
@@ -187,11 +205,6 @@ class Node:
                 self.store.close()
             except Exception:
                 log.exception("closing the store failed")
-        if self.files is not None:
-            try:
-                self.files.close()
-            except Exception:
-                log.exception("closing file transfers failed")
         try:
             await self.transport.aclose()
         except Exception:
@@ -271,22 +284,35 @@ class Node:
             self._pump(link)
 
     def link_writable(self, link: LinkId, writable: bool) -> None:
-        """Back-pressure from the transport: block or release reliable senders to that peer."""
+        """Back-pressure from the transport: hold or release what is queued for that link."""
         entry = self.links.get(link)
-        if entry is None or entry.peer is None:
+        if entry is None:
             return
+        entry.writable = writable
+        if writable:
+            self._send_out(link, entry)
+        else:
+            self._update_slow(entry)
+
+    def _update_slow(self, entry: _Link) -> None:
+        """Tell reliable senders and the store whether the link takes more now."""
+        slow = not entry.writable or entry.out_bytes > LINK_QUEUE_HIGH
+        if slow == entry.slow or entry.peer is None:
+            entry.slow = slow
+            return
+        entry.slow = slow
         with self.changed:
-            if writable:
-                self.blocked.discard(entry.peer.id)
-            else:
+            if slow:
                 self.blocked.add(entry.peer.id)
+            else:
+                self.blocked.discard(entry.peer.id)
             self.changed.notify_all()
         if self.store is not None:
             try:
-                self.store.link_writable(entry.peer, writable)
+                self.store.link_writable(entry.peer, not slow)
             except Exception:
                 log.exception("the store failed on link_writable")
-        if writable and self.files is not None:
+        if not slow and self.files is not None:
             self.files.writable(entry.peer.id)
 
     # -- sending (core thread) --------------------------------------------------------------------
@@ -322,11 +348,48 @@ class Node:
     # -- internals ----------------------------------------------------------------------------------
     def _flush(self, link: LinkId, entry: _Link) -> None:
         frames = entry.session.frames_to_send()
-        if frames:
+        if not frames:
+            return
+        for frame, reliable in frames:
+            if reliable:
+                entry.out.append(frame)
+                entry.out_bytes += len(frame)
+            elif not entry.out and entry.writable:
+                self.transport.send(link, frame, False)
+            # else: an unreliable frame behind a queue is dropped, as a full link drops it
+        self._send_out(link, entry)
+
+    def _send_out(self, link: LinkId, entry: _Link) -> None:
+        """Hand queued frames to the transport: LINK_BURST bytes per turn, while writable."""
+        out = entry.out
+        sent = 0
+        if out and entry.writable:
             send = self.transport.send
-            for frame, reliable in frames:
-                send(link, frame, reliable)
+            while out and sent < LINK_BURST:
+                frame = out.popleft()
+                entry.out_bytes -= len(frame)
+                sent += len(frame)
+                send(link, frame, True)
             entry.session.note_sent(time.monotonic())
+            if out and entry.resume is None:
+                # Let the transport report its buffer (link_writable) before more goes.
+                entry.resume = self.runtime.loop.call_soon(self._resume, link)
+        self._update_slow(entry)
+
+    def _resume(self, link: LinkId) -> None:
+        entry = self.links.get(link)
+        if entry is not None:
+            entry.resume = None
+            self._send_out(link, entry)
+
+    def _send_all(self, link: LinkId, entry: _Link) -> None:
+        """The link is closing: everything queued goes to the transport, before the close."""
+        while entry.out:
+            self.transport.send(link, entry.out.popleft(), True)
+        entry.out_bytes = 0
+        if entry.resume is not None:
+            entry.resume.cancel()
+            entry.resume = None
 
     def _pump(self, link: LinkId) -> None:
         """Send what the link's session queued and act on its events."""
@@ -448,7 +511,10 @@ class Node:
                 old.session.close("replaced by a newer link from the same peer")
                 self._pump(other)
         if entry.key is not None:
-            self._known_devices.add(entry.key)
+            self._known_devices.pop(entry.key, None)
+            self._known_devices[entry.key] = None
+            if len(self._known_devices) > _MAX_FAILING_HOSTS:
+                del self._known_devices[next(iter(self._known_devices))]
         peer = self._peer_for(hello)
         entry.peer = peer
         self.peers[peer.id] = (peer, link)
@@ -527,6 +593,7 @@ class Node:
 
     def _on_closed(self, link: LinkId, entry: _Link, event: LinkClosed) -> None:
         self.links.pop(link, None)
+        self._send_all(link, entry)
         waiting = self._pairs.on_closed(link)
         if event.auth_failed:
             self._warn(f"auth:{entry.key}", "authentication with %s failed: %s", entry.address, event.reason)

@@ -600,7 +600,8 @@ class FileManager:
         elif op == F.Op.DECLINE:
             out = self._out.get(msg.body.get("x", ""))
             if out is not None and out.state.get(peer.id) in ("offered", "active", "lost"):
-                out.state[peer.id] = f"declined: {str(msg.body.get('why', ''))[:200]}"
+                why = str(msg.body.get("why", ""))[:200]
+                out.state[peer.id] = "declined" if why in ("", "declined") else f"declined: {why}"
                 self._settle_out(out)
         elif op == F.Op.DONE:
             out = self._out.get(msg.body.get("x", ""))

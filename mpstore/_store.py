@@ -707,16 +707,18 @@ class StoreManager:
         """The sans-IO replication state (core thread only)."""
         return self._sync
 
-    def _new_doc(self) -> EngineDoc:
+    def _loaded_engine(self) -> Engine:
         if self._engine is None:
             choice = self._engine_choice
             self._engine = load_engine(choice if isinstance(choice, str) else None)
-        return self._engine.new_doc()
+        return self._engine
+
+    def _new_doc(self) -> EngineDoc:
+        return self._loaded_engine().new_doc()
 
     def _open_doc(self, name: str) -> EngineDoc:
-        self._new_doc()  # loads the engine
-        assert self._engine is not None
-        return self._persist.new_doc(name, self._engine.new_doc)
+        """A store's document: loaded from its data_dir when saved, else new (DocSync's factory)."""
+        return self._persist.new_doc(name, self._loaded_engine().new_doc)
 
     def _anchor(self, obj: object) -> Callable[[], None]:
         """Keep ``obj`` alive as long as the user's object (see Subscription)."""
@@ -755,7 +757,9 @@ class StoreManager:
         return self._call(lambda: self._open(name, persist, durable))
 
     def _open(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
-        self._persist.choose(name, persist, durable, held=name in self._sync.docs)
+        replacement = self._persist.choose(name, persist, durable, self._sync.docs.get(name))
+        if replacement is not None:  # the store starts or stops being saved
+            self._sync.docs[name] = replacement
         with self._lock:
             store = self._stores.get(name)
             if store is not None:

@@ -36,6 +36,7 @@ class Kind(IntEnum):
     BYE = 0x04
     PING = 0x05
     AUTH = 0x06
+    SEALED = 0x07  # a sealed frame (see _auth.FrameSeal); never reaches the session unsealed
     APP = 0x10
     STORE = 0x20
     PRESENCE = 0x30

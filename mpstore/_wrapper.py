@@ -255,8 +255,8 @@ class MultipeerConnectivity:
 
         ``persist``: None follows the object's ``data_dir``; False keeps this store in memory
         only; a path saves it in that directory. ``durable``: True makes each write to it
-        return only once it is on disk. Both are decided by the first call, before the store
-        is held (a peer's data creates it too): a later call that contradicts them raises.
+        return only once it is on disk. A later call may change them (see docs/PERSISTENCE.md);
+        mpstore.ConfigurationError when that would mix or move saved data.
         """
         self._check_open()
         store = self._node.store
@@ -279,6 +279,7 @@ class MultipeerConnectivity:
         sync_timeout: float = 15.0,
         connect_timeout: float = 10.0,
         max_backoff: float = 30.0,
+        resync_interval: float | None = None,
         ssl: Any = None,
     ) -> Any:
         """Connect store ``store`` to a document on a Yjs WebSocket server; return the connection.
@@ -312,6 +313,7 @@ class MultipeerConnectivity:
             connect_timeout=connect_timeout,
             sync_timeout=sync_timeout,
             backoff_max=max(max_backoff, 0.5),
+            resync_interval=resync_interval,
         )
         connection = ServerConnection(
             self._runtime,

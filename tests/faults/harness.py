@@ -11,7 +11,8 @@ After it, the network heals and every live device reconnects; then:
   surviving write to it was superseded; a write survives if its author is alive at the end, or
   if a live device observed it;
 * so every write of a killed or departed device that reached a live one survives too;
-* each live device's sequence of observed changes, replayed from empty, gives its final content.
+* each live device's sequence of observed changes, replayed from its content when it opened the
+  store (empty, unless data arrived before), gives its final content.
 
 What a device "observed" comes from its own change callbacks, which lag behind its document: a
 write may look concurrent when it was not, which only makes the check weaker, never wrong.
@@ -43,6 +44,10 @@ class Device(mpstore.MultipeerConnectivity):
         super().__init__(name, "faults", transport=transport, engine=engine, peer_timeout=peer_timeout)
         self.store = self.shared_dict(STORE)
         self.sub = self.store.observe(self._on_change)
+        # Data that arrived before the store was opened is its content when opened, without
+        # change events: the replay starts here (changes seen twice replay to the same state).
+        self.initial = self.store.to_dict()
+        self.seen.update(v for v in self.initial.values() if type(v) is int)
 
     def _on_change(self, change: Any) -> None:
         with self.lock:
@@ -81,30 +86,25 @@ class Outcome:
     converge_s: float = 0.0
     total_s: float = 0.0
     stale_old: int = 0  # observed changes whose "old" side differs from the replayed state
+    # issue 10 part 4, counted apart: a device's own key (only it writes it, nobody deletes it)
+    # seen vanishing or going back to an older value on another replica, mid-run
+    own_regressions: list[str] = field(default_factory=list)
 
 
 def generate(rng: random.Random, length: int) -> list[tuple[Any, ...]]:
     """A random schedule of ``length`` operations (benchmarks; Hypothesis draws its own)."""
     out: list[tuple[Any, ...]] = []
-    kinds = [
-        "set",
-        "del",
-        "batch",
-        "partition",
-        "heal",
-        "latency",
-        "pause",
-        "kill",
-        "leave",
-        "join",
-        "disconnect",
-        "rejoin",
-    ]
-    weights = [30, 6, 10, 6, 5, 4, 8, 3, 3, 4, 3, 3]
+    table = {  # operation: weight
+        "set": 30, "del": 6, "batch": 10, "own": 10, "partition": 6, "heal": 5, "latency": 4,
+        "pause": 8, "kill": 3, "leave": 3, "join": 4, "disconnect": 3, "rejoin": 3,
+    }  # fmt: skip
+    kinds, weights = list(table), list(table.values())
     for _ in range(length):
         kind = rng.choices(kinds, weights)[0]
         if kind in ("set", "del"):
             out.append((kind, rng.randrange(8), rng.choice(KEYS)))
+        elif kind == "own":
+            out.append((kind, rng.randrange(8)))
         elif kind == "batch":
             out.append(
                 (
@@ -191,6 +191,9 @@ def run(
                 write(alive[op[1] % len(alive)], [(op[2], kind == "set")])
             elif kind == "batch":
                 write(alive[op[1] % len(alive)], list(op[2]))
+            elif kind == "own":
+                d = alive[op[1] % len(alive)]
+                write(d, [(own_key(d), True)])
             elif kind == "partition":
                 prng = random.Random(op[1])
                 groups: list[list[Device]] = [[], []]
@@ -243,8 +246,9 @@ def run(
             out.violations.append(f"live replicas differ after {settle_timeout} s: {contents}")
             final = contents[0]
         out.violations += _check_writes(writes, final, alive, gone)
-        stale, replay_violations = _check_replays(alive, final, deadline)
+        stale, replay_violations, regressions = _check_replays(alive, final, deadline)
         out.stale_old = stale
+        out.own_regressions = regressions
         out.violations += replay_violations
         out.writes = len(writes)
         out.devices = len(made)
@@ -257,6 +261,11 @@ def run(
             except Exception:  # cleanup must reach every device
                 pass
         out.total_s = time.monotonic() - started
+
+
+def own_key(d: Device) -> str:
+    """The key only ``d`` writes (and nobody deletes)."""
+    return f"own-{d.my_peer.display_name}"
 
 
 def _settle(alive: list[Device], deadline: float, quiet: float = 0.3) -> dict[str, Any] | None:
@@ -310,7 +319,7 @@ def _check_writes(
             supersedes.setdefault(v, []).append((w, sure))
 
     problems: list[str] = []
-    for key in KEYS:
+    for key in sorted({w.key for w in writes} | set(final)):
         sets = [w for w in writes if w.key == key and w.value is not None and survived(w)]
 
         def later(w: Write, sure_only: bool, key: str = key) -> bool:
@@ -332,15 +341,19 @@ def _check_writes(
     return problems
 
 
-def _check_replays(alive: list[Device], final: dict[str, Any], deadline: float) -> tuple[int, list[str]]:
-    """Each device's observed changes replayed from empty give ``final`` (callbacks may lag)."""
+def _check_replays(
+    alive: list[Device], final: dict[str, Any], deadline: float
+) -> tuple[int, list[str], list[str]]:
+    """Each device's observed changes replayed from empty give ``final`` (callbacks may lag);
+    also what each saw of the others' own keys (values only grow there)."""
+    regressions: list[str] = []
     problems: list[str] = []
     stale = 0
     for d in alive:
         while True:
             with d.lock:
                 log = list(d.log)
-            state: dict[str, Any] = {}
+            state: dict[str, Any] = dict(d.initial)
             bad_old = 0
             for change in log:
                 for key, (old, new) in change.items():
@@ -354,6 +367,17 @@ def _check_replays(alive: list[Device], final: dict[str, Any], deadline: float) 
                 break
             time.sleep(0.05)
         stale += bad_old
+        last: dict[str, int] = {}
+        for change in log:
+            for key, (_old, new) in change.items():
+                if not key.startswith("own-") or key == own_key(d):
+                    continue
+                if new is MISSING and key in last:
+                    regressions.append(f"{d.my_peer.display_name} saw {key} vanish after {last[key]}")
+                elif type(new) is int:
+                    if key in last and new < last[key]:
+                        regressions.append(f"{d.my_peer.display_name} saw {key} go back {last[key]} -> {new}")
+                    last[key] = max(new, last.get(key, 0))
         if state != final:
             problems.append(f"{d.my_peer.display_name}: observed changes replay to {state}, final is {final}")
-    return stale, problems
+    return stale, problems, regressions

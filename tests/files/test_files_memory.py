@@ -336,3 +336,41 @@ def test_a_shared_file_that_changed_is_no_longer_served(peers: Any, tmp_path: Pa
     with pytest.raises(mpstore.TransferFailed, match="no peer with the file"):
         bob.fetch_file(token, inbox).wait(timeout=10)
     assert files_in(inbox) == []
+
+
+def test_one_send_to_every_peer_reports_each_result(peers: Any, tmp_path: Path) -> None:
+    ann = peers("Ann")
+    bob = peers("Bob", file_dir=tmp_path / "bob")
+    cid = peers("Cid")  # no file_dir: declines
+    dan = peers("Dan", file_dir=tmp_path / "dan")
+    for node in (ann, bob, cid, dan):
+        node.wait_for_peers(3, timeout=10)
+    src = tmp_path / "party.jpg"
+    digest = make_file(src, 700 * 1024)
+    handle = ann.send_file(src)  # to_peer=None: everyone
+    with pytest.raises(mpstore.TransferDeclined, match=r"not delivered to Cid: declined$"):
+        handle.wait(timeout=20)
+    by_name = {p.display_name: p.id for p in ann.get_peers()}
+    assert handle.results[by_name["Bob"]] == "done" and handle.results[by_name["Dan"]] == "done"
+    assert handle.results[by_name["Cid"]].startswith("declined")
+    assert sha_of(tmp_path / "bob" / "party.jpg") == digest == sha_of(tmp_path / "dan" / "party.jpg")
+
+
+def test_ending_mid_transfer_fails_both_sides_and_leaves_no_partial_file(
+    peers: Any, net: mpstore.MemoryNetwork, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "in"
+    ann, bob = peers("Ann"), peers("Bob", file_dir=inbox)
+    ann.wait_for_peers(1, timeout=10)
+    src = tmp_path / "big.bin"
+    make_file(src, 8 * 1024 * 1024)
+    net.set_latency(0.05)
+    handle = ann.send_file(src)
+    wait_until(lambda: bob.offered and bob.offered[0].bytes_done > 0, timeout=20)
+    incoming = bob.offered[0]
+    bob.end_all()
+    with pytest.raises(mpstore.TransferFailed, match="closed"):
+        incoming.wait(timeout=5)
+    with pytest.raises(mpstore.TransferFailed, match=r"Bob: failed: .*the node was closed"):
+        handle.wait(timeout=5)  # told at once, before Bob's goodbye
+    assert files_in(inbox) == [] and bob.received == []

@@ -90,7 +90,10 @@ def test_a_cut_link_mid_transfer_resumes_and_completes(
     assert sorted(p.name for p in (tmp_path / "in1").iterdir()) == ["src.bin"]
 
 
-def test_the_receiver_cancels_over_the_lan(netns_lan: Callable[[int], NetnsLan], tmp_path: Path) -> None:
+@pytest.mark.parametrize("side", ["sender", "receiver"])
+def test_either_side_cancels_over_the_lan(
+    netns_lan: Callable[[int], NetnsLan], tmp_path: Path, side: str
+) -> None:
     lan = netns_lan(2)
     _start(lan, tmp_path, 2)
     _mesh(lan, 2)
@@ -101,10 +104,15 @@ def test_the_receiver_cancels_over_the_lan(netns_lan: Callable[[int], NetnsLan],
     wait_for(lambda: receiver.call("file_state")["files"], 10, what="the offer")
     incoming = next(iter(receiver.call("file_state")["files"]))
     wait_for(lambda: _state(receiver, incoming)["bytes_done"] > 0, 30, 0.05, "bytes arriving")
-    receiver.call("file_cancel", id=incoming)
+    if side == "receiver":
+        receiver.call("file_cancel", id=incoming)
+    else:
+        sender.call("file_cancel", id=key)
     out = _done(sender, key, 20)
-    assert out["state"] == "cancelled" and "cancelled by the receiver" in out["error"]
-    assert _state(receiver, incoming)["state"] == "cancelled"
+    got = _done(receiver, incoming, 20)
+    assert out["state"] == got["state"] == "cancelled", (out, got)
+    expected = "cancelled by the receiver" if side == "receiver" else "cancelled by us"
+    assert expected in out["error"]
     assert list((tmp_path / "in1").iterdir()) == []
 
 

@@ -180,7 +180,7 @@ def test_many_fresh_identities_hit_the_global_cap_but_known_devices_still_get_in
     node = _core.Node(None, Transport(), LocalNode("a" * 32, "A", "lim"), options, weakref.ref(owner))  # type: ignore[arg-type]
     clock = [1000.0]
     monkeypatch.setattr("mpstore._core.time", types.SimpleNamespace(monotonic=lambda: clock[0]))
-    node._known_devices.add("tls:member")
+    node._known_devices["tls:member"] = None
 
     def fail(key: str) -> None:
         session = LinkSession(Hello("a" * 32, "A"), SessionConfig(), clock[0])

@@ -394,17 +394,62 @@ def test_per_store_overrides(tmp_path: Path) -> None:
         elsewhere = a.shared_dict("elsewhere", persist=other)
         elsewhere["y"] = 2
         assert not a.shared_dict("scratch").persistent and elsewhere.persistent
-        with pytest.raises(ValueError, match="already held"):
-            a.shared_dict("scratch", persist=True)
+        with pytest.raises(mpstore.ConfigurationError, match="cannot move"):
+            a.shared_dict("elsewhere", persist=tmp_path / "third")
         a.shared_dict("normal")["z"] = 3
+        a.shared_dict("dropped")["w"] = 4
+        a.shared_dict("dropped").flush()
+        assert not a.shared_dict("dropped", persist=False).persistent  # stops saving; disk kept
+        a.shared_dict("dropped")["w"] = 5
         a.end_all()
         b = make(data_dir=tmp_path / "main")
         assert b.shared_dict("scratch").to_dict() == {}
         assert b.shared_dict("normal").to_dict() == {"z": 3}
+        assert b.shared_dict("dropped").to_dict() == {"w": 4}
         c = make(name="c")  # no data_dir: opt in per store
         assert c.shared_dict("elsewhere", persist=other).to_dict() == {"y": 2}
-        with pytest.raises(ValueError, match="needs"):
+        with pytest.raises(mpstore.ConfigurationError, match="needs"):
             c.shared_dict("nope", persist=True)
+
+
+def test_a_store_a_peer_sent_first_can_still_be_saved_per_store(tmp_path: Path) -> None:
+    with nodes() as make:
+        a = make("a")  # no data_dir
+        b = make("b")
+        b.shared_dict("list").update({"milk": 1, "eggs": 12})
+        a.wait_for_peers(1, timeout=10)
+        deadline = time.monotonic() + 10
+        while "list" not in a._node.store.docsync.docs:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        mine = a.shared_dict("list", persist=tmp_path)  # held in memory already: saved whole
+        mine.wait_for(lambda s: len(s) == 2, timeout=10)
+        assert mine.persistent
+        mine["bread"] = 1
+        b.shared_dict("list").wait_for(lambda s: "bread" in s, timeout=10)
+        b.shared_dict("list")["jam"] = 2  # remote, after the switch: saved too
+        mine.wait_for(lambda s: "jam" in s, timeout=10)
+        a.end_all()
+        b.end_all()
+        c = make("c")
+        assert c.shared_dict("list", persist=tmp_path).to_dict() == {
+            "milk": 1,
+            "eggs": 12,
+            "bread": 1,
+            "jam": 2,
+        }
+        c.end_all()
+        # Saved data there already and a peer's copy held in memory: refused, nothing mixed.
+        d = make("d")
+        e = make("e")
+        e.shared_dict("list")["other"] = True
+        d.wait_for_peers(1, timeout=10)
+        deadline = time.monotonic() + 10
+        while "list" not in d._node.store.docsync.docs:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(mpstore.ConfigurationError, match="already has saved data"):
+            d.shared_dict("list", persist=tmp_path)
 
 
 def test_durable_store_writes_are_committed_when_they_return(tmp_path: Path) -> None:
@@ -439,3 +484,31 @@ def test_inspect_lists_keys_size_and_history(tmp_path: Path) -> None:
     by_name = {s.name: s for s in stores}
     assert by_name["s"].keys == ["k0", "k1", "k2"] and by_name["s"].history == 10
     assert by_name["t"].keys == ["only"] and by_name["t"].history == 1
+
+
+def test_appends_are_committed_before_a_compaction_and_survive_its_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = load_engine(ENGINE)
+    db = _persist.Database(tmp_path)
+    store = db.log("s")
+    doc = _persist.LoggedDoc(_persist.load_doc(store, engine.new_doc), store)
+    for i in range(_persist.COMPACT_MIN_ROWS + 5):
+        doc.transact({"k": str(i)}, [])
+    assert store.compaction_due(len(db._pending))
+
+    def broken() -> tuple[bytes, int]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "snapshot_now", broken)
+    with pytest.raises(mpstore.PersistError, match="disk is full"):
+        db.flush()
+    assert not db._pending and store.log_rows == _persist.COMPACT_MIN_ROWS + 5  # the rows are in
+    db._close_conn()  # the process dies before any retry
+    db._release()
+    db = _persist.Database(tmp_path)
+    try:
+        again = _persist.load_doc(db.log("s"), engine.new_doc)
+        assert again.get("k") == str(_persist.COMPACT_MIN_ROWS + 4)
+    finally:
+        db.close()

@@ -116,3 +116,37 @@ def test_a_gap_is_repaired_by_a_full_sync(yjs: YjsOracle, engine: str) -> None:
         assert decode_state_vector(doc.state_vector()) == decode_state_vector(full.state_vector())
     finally:
         full.close()
+
+
+def test_a_relay_forwards_what_yrs_integrated_while_panicking() -> None:
+    """W -> M -> R: M (pycrdt) got the sequence whose map events panic; it must relay every
+    update it integrated, so R shows what M shows at every step (before the gate M reported the
+    update rejected and did not relay it)."""
+    pytest.importorskip("pycrdt")
+    from mpstore._docsync import DocSync, encode_update
+
+    m = DocSync("M", load_engine("pycrdt").new_doc)
+    r = DocSync("R", load_engine("python").new_doc)
+    nodes = {"M": m, "R": r}
+
+    def pump() -> None:
+        for _ in range(100):
+            moved = False
+            for name, node in nodes.items():
+                for peer, payload in node.take_outbox():
+                    if peer in nodes:
+                        nodes[peer].receive(name, payload)
+                        moved = True
+            if not moved:
+                return
+        raise AssertionError("messages still flowing after 100 rounds")
+
+    m.peer_added("W")
+    m.peer_added("R")
+    r.peer_added("M")
+    pump()
+    for seq, update in enumerate(REJECTED_BUT_APPLIED, 1):
+        m.receive("W", encode_update("W", seq, "s", update))
+        pump()
+        assert m.stats.rejected == 0, f"step {seq}: M rejected an update it integrated"
+        assert dict(r.doc("s").items()) == dict(m.doc("s").items()), f"step {seq}"
