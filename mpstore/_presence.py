@@ -496,7 +496,7 @@ class PresenceCore:
         for entry in self._all_entries():
             if entry.dirty:
                 deadlines.append(entry.sent + self._interval)
-            if entry.settle_at is not None:
+            elif entry.settle_at is not None:  # a pending send supersedes the settle
                 deadlines.append(entry.settle_at)
             if entry is not self._local and entry.text is not None:
                 deadlines.append(entry.renewed + self.config.timeout)

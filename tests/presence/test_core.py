@@ -337,3 +337,19 @@ def test_one_oversized_state_is_refused_alone() -> None:
     big = json.dumps({"pad": "x" * 9000})
     a.receive_participant("server", encode_awareness_update([(5, 1, big), (6, 1, '{"ok":1}')]), net.now)
     assert {c: json.loads(t) for c, (_, _, t) in a.entries().items()} == {6: {"ok": 1}}
+
+
+def test_the_next_deadline_is_always_in_the_future_after_handle_timer() -> None:
+    net = Net(["a", "b", "c"])
+    net.link("a", "b")
+    net.link("b", "c")
+    for i in range(300):
+        net.cores["a"].set_local(json.dumps({"i": i}), net.now)
+        net.cores["c"].set_local(json.dumps({"i": -i}), net.now)
+        net.pump()
+        net.now += 0.013
+        for core in net.cores.values():
+            core.handle_timer(net.now)
+            deadline = core.next_deadline()
+            assert deadline is None or deadline > net.now
+        net.pump()
