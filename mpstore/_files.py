@@ -52,8 +52,10 @@ __all__ = [
     "sanitize_name",
 ]
 
-#: Bytes per chunk: one hash, one request and one DATA message each (two LAN frames).
-CHUNK_SIZE: Final = 256 * 1024
+#: Bytes per chunk: one hash and one DATA message each. 128 bytes under 256 KiB, so that a chunk
+#: with its headers (session 2, DATA 37, a sealed frame's 26) fits one LAN frame: the receiver
+#: then never joins fragments (a copy of every byte).
+CHUNK_SIZE: Final = 256 * 1024 - 128
 MIN_CHUNK: Final = 16 * 1024
 MAX_CHUNK: Final = 1024 * 1024
 #: Chunk indices in one WANT, and chunks a peer may have asked us for and not yet received.

@@ -279,6 +279,7 @@ class MultipeerConnectivity:
         sync_timeout: float = 15.0,
         connect_timeout: float = 10.0,
         max_backoff: float = 30.0,
+        resync_interval: float | None = None,
         ssl: Any = None,
     ) -> Any:
         """Connect store ``store`` to a document on a Yjs WebSocket server; return the connection.
@@ -312,6 +313,7 @@ class MultipeerConnectivity:
             connect_timeout=connect_timeout,
             sync_timeout=sync_timeout,
             backoff_max=max(max_backoff, 0.5),
+            resync_interval=resync_interval,
         )
         connection = ServerConnection(
             self._runtime,

@@ -53,6 +53,7 @@ __all__ = [
     "Lost",
     "Opened",
     "QueryAwareness",
+    "Resync",
     "Send",
     "ServerLink",
     "State",
@@ -334,6 +335,11 @@ class Synced:
 
 
 @dataclass(frozen=True)
+class Resync:
+    """Time for a fresh state-vector exchange on the open socket: re-attach the store."""
+
+
+@dataclass(frozen=True)
 class Lost:
     """The socket is gone (a retry is scheduled): detach the store and presence."""
 
@@ -361,6 +367,7 @@ Effect = (
     | AwarenessIn
     | QueryAwareness
     | Synced
+    | Resync
     | Lost
     | Failed
     | Closed
@@ -389,11 +396,16 @@ class LinkConfig:
     backoff_max: float = 30.0
     backoff_factor: float = 2.0
     keepalive: float = 20.0
+    #: While synced, exchange state vectors again this often (None: only on connection). For
+    #: servers that can miss a message (Hocuspocus instances behind Redis pub/sub).
+    resync_interval: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "sync_timeout", "backoff_initial", "backoff_max", "keepalive"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds")
+        if self.resync_interval is not None and not self.resync_interval > 0:
+            raise ValueError("resync_interval must be > 0 seconds or None")
         if self.backoff_factor < 1:
             raise ValueError("backoff_factor must be >= 1")
         if self.backoff_max < self.backoff_initial:
@@ -433,6 +445,7 @@ class ServerLink:
         self.read_only = False
         self._deadline: float | None = None
         self._last_sent = 0.0
+        self._synced_at = 0.0
         self._effects: list[Effect] = []
 
     # -- outputs
@@ -444,10 +457,12 @@ class ServerLink:
 
     def next_deadline(self) -> float | None:
         """When handle_timer must next be called (None: no timer)."""
+        deadlines = [] if self._deadline is None else [self._deadline]
         if self.state in (State.SYNCING, State.SYNCED) and self.dialect.keepalive() is not None:
-            keep = self._last_sent + self.config.keepalive
-            return keep if self._deadline is None else min(keep, self._deadline)
-        return self._deadline
+            deadlines.append(self._last_sent + self.config.keepalive)
+        if self.state is State.SYNCED and self.config.resync_interval is not None:
+            deadlines.append(self._synced_at + self.config.resync_interval)
+        return min(deadlines) if deadlines else None
 
     @property
     def connected(self) -> bool:
@@ -529,11 +544,13 @@ class ServerLink:
         if kind == "sync":
             step = parsed.data[1]
             self._effects.append(SyncIn(parsed.data))
-            if step == _syncproto.SYNC_STEP2 and self.state is State.SYNCING:
-                self.state = State.SYNCED
-                self.attempts = 0
-                self._deadline = None
-                self._effects.append(Synced())
+            if step == _syncproto.SYNC_STEP2:
+                self._synced_at = now
+                if self.state is State.SYNCING:
+                    self.state = State.SYNCED
+                    self.attempts = 0
+                    self._deadline = None
+                    self._effects.append(Synced())
         elif kind == "awareness":
             self._effects.append(AwarenessIn(parsed.data))
         elif kind == "query-awareness":
@@ -571,6 +588,10 @@ class ServerLink:
                     now, f"the server did not sync within {self.config.sync_timeout} s", disconnect=True
                 )
                 return
+        interval = self.config.resync_interval
+        if self.state is State.SYNCED and interval is not None and now >= self._synced_at + interval:
+            self._synced_at = now  # the next one counts from here even if this one gets no answer
+            self._effects.append(Resync())
         if self.connected:
             frame = self.dialect.keepalive()
             if frame is not None and now >= self._last_sent + self.config.keepalive:

@@ -219,6 +219,11 @@ class ServerConnection:
             self._drop_socket(effect.code, effect.reason)
         elif isinstance(effect, ys.Opened):
             self._attach()
+        elif isinstance(effect, ys.Resync):
+            participant, self._participant = self._participant, None
+            if participant is not None:
+                participant.detach()  # a fresh participant exchanges state vectors again
+            self._attach(presence=False)
         elif isinstance(effect, ys.Synced):
             log.info("synced store %r with %s", self.store, self.url)
             self._notify()
@@ -256,14 +261,14 @@ class ServerConnection:
 
     # -- the store and presence ------------------------------------------------------------------
 
-    def _attach(self) -> None:
+    def _attach(self, presence: bool = True) -> None:
         self._participant = self._manager.attach_participant(
             self.store,
             self._send_sync,
             can_send=self._can_send,
             display_name=f"server {self.document}",
         )
-        if self._presence is not None:
+        if presence and self._presence is not None:
             attach = getattr(self._presence, "attach_participant", None)
             if callable(attach):
                 try:

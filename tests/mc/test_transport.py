@@ -205,9 +205,14 @@ def test_unreliable_frames_may_drop_reliable_never(nodes: NodeMaker, world: sim.
         assert a.send(la, r, reliable=True)
     assert b.rec.wait(lambda: [f for f in b.rec.frames() if f[:1] == b"r"] == reliable)
     world.idle()
-    got = [f for f in b.rec.frames() if f[:1] == b"u"]
+
+    def unreliable_got() -> list[bytes]:
+        return [f for f in b.rec.frames() if f[:1] == b"u"]
+
+    # Every unreliable frame is delivered or counted as dropped (wait: the machine may be loaded).
+    assert b.rec.wait(lambda: world.dropped_frames == 200 - len(unreliable_got()), timeout=5)
+    got = unreliable_got()
     assert 0 < len(got) < 200 and set(got) <= set(unreliable)
-    assert world.dropped_frames == 200 - len(got)
 
 
 def test_eight_device_limit_is_enforced_with_a_warning(

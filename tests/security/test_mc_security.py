@@ -74,3 +74,30 @@ def test_failed_proofs_on_mc_shut_out_no_one_else(
     finally:
         for m in made:
             m.end_all()
+
+
+def test_an_advertisement_copying_a_node_id_does_not_keep_the_real_node_out(
+    world: sim.World,  # noqa: F811
+    nodes: Callable[..., Node],  # noqa: F811
+) -> None:
+    """Mal advertises Ann's node id after Bob found Ann. When Bob's link to Ann ends and the
+    one to Mal fails its handshake (closed by Bob's node), Bob must still invite the real Ann
+    (the copy used to replace her as the one to invite, for good)."""
+    lo, hi = sorted(("1" * 16, "f" * 16))
+    bob = nodes("Bob", node_id=lo, invite_timeout=2.0)  # Bob invites
+    ann = nodes("Ann", node_id=hi, invite_timeout=2.0)
+    ann.start()
+    bob.start()
+    assert bob.wait_links(1) and ann.wait_links(1)
+
+    def live_to(name: str) -> list[Any]:
+        return [e[1] for e in bob.rec.kinds("up") if e[2] == f"mc:{name}" and e[1] in bob.rec.live()]
+
+    mal = nodes("Mal", node_id=hi, invite_timeout=2.0)
+    mal.start()
+    time.sleep(0.5)  # Bob has found Mal's copy of Ann's node id
+    (to_ann,) = live_to("Ann")
+    bob.close_link(to_ann, "no sign of life")  # as Bob's node does when heartbeats fail
+    assert bob.rec.wait(lambda: bool(live_to("Mal")), timeout=5)
+    bob.close_link(live_to("Mal")[0], "handshake not finished")  # a copy never proves anything
+    assert bob.rec.wait(lambda: bool(live_to("Ann")), timeout=8), bob.rec.events

@@ -314,3 +314,20 @@ def test_close_is_final() -> None:
     assert link.effects() == [] and link.state is State.CLOSED
     assert Connect() not in link.effects()
     assert Closed() == Closed()
+
+
+def test_periodic_resync_while_synced() -> None:
+    link = open_link(resync_interval=60.0, keepalive=1000.0)
+    link.effects()
+    link.frame_received(hp_frame("room", encode_sync_step2(b"\x00\x00")), 1.0)
+    link.effects()
+    assert link.next_deadline() == pytest.approx(61.0)
+    link.handle_timer(61.0)
+    assert [type(e).__name__ for e in link.effects()] == ["Resync"]
+    link.frame_received(hp_frame("room", encode_sync_step2(b"\x00\x00")), 61.5)  # its answer
+    assert kinds(link.effects()) == ["SyncIn"]
+    assert link.next_deadline() == pytest.approx(121.5)
+    plain = open_link(keepalive=1000.0)
+    plain.effects()
+    plain.frame_received(hp_frame("room", encode_sync_step2(b"\x00\x00")), 1.0)
+    assert plain.next_deadline() == pytest.approx(1000.1)  # the keepalive only

@@ -94,3 +94,24 @@ def test_nothing_loops_between_local_peers_and_the_server(dialect: str, tmp_path
         assert [(c.frames_in, c.frames_out) for c in conns] == counts
         # Each edit crossed each server link a bounded number of times (no echo storm).
         assert all(c.frames_out < 20 for c in conns), [c.frames_out for c in conns]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_periodic_resync_keeps_the_link_and_costs_a_state_vector(dialect: str, tmp_path: Path) -> None:
+    with running(dialect, tmp_path) as server, groups() as make:
+        a, b = make("a", "a"), make("b", "b")
+        conn = a.connect_server(server.url, "big", dialect=dialect, resync_interval=0.5)
+        conn.wait_synced(15)
+        b.connect_server(server.url, "big", dialect=dialect).wait_synced(15)
+        _big_store(a, conn, 1000)
+        b.shared_dict("big").wait_for(lambda d: len(d) == 1000, timeout=30)
+        time.sleep(1.0)
+        before_out, before_in, t0 = conn.bytes_out, conn.bytes_in, time.monotonic()
+        time.sleep(3.0)  # about six resyncs
+        elapsed = time.monotonic() - t0
+        sent, got = conn.bytes_out - before_out, conn.bytes_in - before_in
+        assert conn.synced and conn.connects == 1
+        resyncs = elapsed / 0.5
+        assert 0 < sent < 300 * resyncs and got < 300 * resyncs, (sent, got)
+        b.shared_dict("big")["after"] = 1
+        a.shared_dict("big").wait_for(lambda d: d.get("after") == 1, timeout=15)

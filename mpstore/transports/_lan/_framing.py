@@ -62,18 +62,24 @@ class FrameDecoder:
         frames: list[bytes] = []
         pos = 0
         end = len(buf)
-        while end - pos >= HEADER_SIZE:
-            (length,) = _HEADER.unpack_from(buf, pos)
-            if length > self.max_frame:
-                self._error = ProtocolError(f"frame of {length} bytes is over the limit of {self.max_frame}")
-                if not frames:
-                    raise self._error
-                break
-            if end - pos - HEADER_SIZE < length:
-                break
-            start = pos + HEADER_SIZE
-            frames.append(bytes(buf[start : start + length]))
-            pos = start + length
+        # Frames are copied out through a view: one copy (slicing the bytearray would make two).
+        view = memoryview(buf)
+        try:
+            while end - pos >= HEADER_SIZE:
+                (length,) = _HEADER.unpack_from(buf, pos)
+                if length > self.max_frame:
+                    limit = self.max_frame
+                    self._error = ProtocolError(f"frame of {length} bytes is over the limit of {limit}")
+                    if not frames:
+                        raise self._error
+                    break
+                if end - pos - HEADER_SIZE < length:
+                    break
+                start = pos + HEADER_SIZE
+                frames.append(bytes(view[start : start + length]))
+                pos = start + length
+        finally:
+            view.release()  # the bytearray cannot shrink while a view is held
         if pos:
             del buf[:pos]
         return frames

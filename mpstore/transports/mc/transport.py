@@ -51,6 +51,8 @@ MAX_REMOTE_PEERS = MAX_PEERS_PER_SESSION - 1
 _ATTEMPTS = 2  # the first invitation and one retry
 #: Links beside a node's own link (invitations claiming the same node id) kept at once.
 _MAX_EXTRA = 2
+#: Advertisers claiming one node id that we keep as ones to invite (a copy may come first).
+_MAX_CANDIDATES = 4
 
 
 def _valid_node(node: str) -> bool:
@@ -104,6 +106,9 @@ class _Remote:
     link: _Link | None = None
     others: list[_Link] = field(default_factory=list)
     """Links from invitations that claim this node id while it has a link or attempt already."""
+    candidates: dict[int, str] = field(default_factory=dict)
+    """Advertisers (handle: name) claiming this node id, oldest first; ``peer`` is one of them."""
+    rotations: int = 0
     warned_full: bool = False
 
 
@@ -191,6 +196,7 @@ class MCTransport(Transport):
             self._end(link, "stopped looking", retry=False)
         for r in self._remotes.values():
             r.found = False
+            r.candidates.clear()
         for peer in list(self._peer_nodes):
             self._release_peer(peer)
 
@@ -272,6 +278,13 @@ class MCTransport(Transport):
         r = self._remotes.setdefault(node, _Remote(node))
         old = r.peer
         r.peer, r.name, r.found, r.attempts, r.rejoins = ev.peer, ev.display_name, True, 0, 1
+        r.rotations = 0
+        r.candidates.pop(ev.peer, None)
+        r.candidates[ev.peer] = ev.display_name
+        while len(r.candidates) > _MAX_CANDIDATES:
+            dropped = next(iter(r.candidates))
+            del r.candidates[dropped]
+            self._release_peer(dropped)
         self._peer_nodes[ev.peer] = node
         if old is not None and old != ev.peer:
             self._release_peer(old)
@@ -280,8 +293,13 @@ class MCTransport(Transport):
     def _on_lost(self, ev: Lost) -> None:
         node = self._peer_nodes.get(ev.peer)
         r = self._remotes.get(node) if node is not None else None
-        if r is not None and r.peer == ev.peer:
-            r.found = False
+        if r is not None:
+            r.candidates.pop(ev.peer, None)
+            if r.peer == ev.peer:
+                if r.candidates:  # another advertiser of this node id is still in sight
+                    r.peer, r.name = next(reversed(r.candidates.items()))
+                else:
+                    r.found = False
         self._release_peer(ev.peer)
 
     def _on_invited(self, ev: Invited) -> None:
@@ -470,6 +488,13 @@ class MCTransport(Transport):
         self._release_peer(link.peer)
         if r is None or not link.inviter or self._loop is None:
             return
+        others = [h for h in r.candidates if h != link.peer]
+        if r.peer == link.peer and others and r.rotations < 2 * _MAX_CANDIDATES:
+            # Several advertisers claim this node id (one may be a copy): try the next one.
+            r.rotations += 1
+            name = r.candidates.pop(link.peer, r.name)
+            r.candidates = {link.peer: name, **r.candidates}
+            r.peer, r.name = others[-1], r.candidates[others[-1]]
         if r.peer is not None and r.peer != link.peer:
             # The peer was found again under a new MCPeerID (it rebuilt its framework): the
             # link that ended was a ghost; invite the new identity whoever ended it.
@@ -490,7 +515,7 @@ class MCTransport(Transport):
     def _release_peer(self, peer: int) -> None:
         node = self._peer_nodes.get(peer)
         r = self._remotes.get(node) if node is not None else None
-        in_use = (r is not None and r.peer == peer and r.found) or any(
+        in_use = (r is not None and ((r.peer == peer and r.found) or peer in r.candidates)) or any(
             lk.peer == peer for lk in self._links.values()
         )
         if in_use:
