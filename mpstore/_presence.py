@@ -652,10 +652,14 @@ class PresenceCore:
             self._per_source[entry.source] = self._per_source.get(entry.source, 1) - 1
             self._per_source[source] = self._per_source.get(source, 0) + 1
             entry.source = source
+        changed = entry.text != text
+        if entry.owner != owner:
+            if entry.text is not None:  # the participant's claim ends: its view of it goes
+                self.events.append(PresenceChanged(client, entry.owner, None))
+            changed = True
         entry.owner = owner
         entry.clock = clock
         entry.renewed = now
-        changed = entry.text != text
         entry.text = text
         self._mark(entry, reliable=reliable)
         if changed:
