@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -158,7 +159,9 @@ class Node:
         self.posted = 0
 
     # -- life cycle (core thread) -------------------------------------------------------------------
-    def start(self, engine: str | None = None, data_dir: Any = None, durable: bool = False) -> None:
+    def start(
+        self, engine: str | None = None, data_dir: str | os.PathLike[str] | None = None, durable: bool = False
+    ) -> None:
         """Open the stores' data_dir (if any), the transport, and start looking for peers."""
         self.store = _make_store(self, engine, data_dir, durable)
         self.presence = PresenceNode(self)
@@ -756,7 +759,9 @@ def _host_of(address: str) -> str:
     return address
 
 
-def _make_store(node: Node, engine: str | None, data_dir: Any = None, durable: bool = False) -> StoreHook:
+def _make_store(
+    node: Node, engine: str | None, data_dir: str | os.PathLike[str] | None = None, durable: bool = False
+) -> StoreHook:
     from ._store import StoreManager  # imported on start: the store loads its engine lazily
 
     manager: StoreHook = StoreManager(NodeStoreHost(node), engine=engine, data_dir=data_dir, durable=durable)

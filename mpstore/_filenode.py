@@ -389,15 +389,20 @@ class FileManager:
             )
 
     def _run(self, inc: _Incoming, actions: list[F.Send | F.Write]) -> None:
-        for action in actions:
-            if isinstance(action, F.Send):
-                self._send(action.peer, action.payload)
-            else:
-                self._write(inc, action)
-        if inc.fetch.failed is not None:
-            self._finish_fetch(inc, TransferFailed(f"{inc.fetch.ref.name!r}: {inc.fetch.failed}"))
-        elif inc.fetch.complete and not inc.fetch.verified_ok:
-            self._verify(inc)
+        if inc not in self._fetches:
+            return
+        try:
+            for action in actions:
+                if isinstance(action, F.Send):
+                    self._send(action.peer, action.payload)
+                else:
+                    self._write(inc, action)
+            if inc.fetch.failed is not None:
+                self._finish_fetch(inc, TransferFailed(f"{inc.fetch.ref.name!r}: {inc.fetch.failed}"))
+            elif inc.fetch.complete and not inc.fetch.verified_ok:
+                self._verify(inc)
+        except OSError as exc:  # disk full, folder removed, permissions: this transfer ends
+            self._finish_fetch(inc, TransferFailed(f"{inc.fetch.ref.name!r}: cannot save it: {exc}"))
 
     def _write(self, inc: _Incoming, action: F.Write) -> None:
         f = inc.file
@@ -450,8 +455,9 @@ class FileManager:
         raise TransferFailed(f"no free name for {base!r} in {inc.folder}")
 
     def _finish_fetch(self, inc: _Incoming, error: TransferFailed | None) -> None:
-        if inc in self._fetches:
-            self._fetches.remove(inc)
+        if inc not in self._fetches:
+            return
+        self._fetches.remove(inc)
         peer = inc.push_from
         if error is not None:
             inc.fetch.failed = inc.fetch.failed or str(error)
@@ -679,6 +685,8 @@ class FileManager:
 
     # -- serving ----------------------------------------------------------------------------------
     def _get(self, peer: str, sha: str, xid: str) -> None:
+        if peer in self.node.blocked:
+            return  # its link is full: a manifest can be large (the asker asks again after a stall)
         blob = self._blobs.get(sha) if self.local_path(sha) is not None else None
         if blob is None:
             self._send(peer, F.encode_missing(sha))

@@ -40,9 +40,8 @@ class _Attached:
             self.presence.receive(update)
 
     def query_awareness(self) -> None:
-        query = getattr(self.presence, "query", None)
-        if query is not None:
-            query()
+        if self.presence is not None:
+            self.presence.query()
 
     def writable(self) -> None:
         self.participant.writable()

@@ -374,3 +374,37 @@ def test_ending_mid_transfer_fails_both_sides_and_leaves_no_partial_file(
     with pytest.raises(mpstore.TransferFailed, match=r"Bob: failed: .*the node was closed"):
         handle.wait(timeout=5)  # told at once, before Bob's goodbye
     assert files_in(inbox) == [] and bob.received == []
+
+
+def test_a_full_disk_fails_the_transfer_on_both_sides_and_removes_the_partial_file(
+    peers: Any, net: mpstore.MemoryNetwork, tmp_path: Path
+) -> None:
+    ann, bob, inbox = _pair(peers, tmp_path)
+    src = tmp_path / "big.bin"
+    make_file(src, 4 * 1024 * 1024)
+    net.set_latency(0.02)
+    handle = ann.send_file(src)
+    files = bob._node.files
+
+    class Full:
+        def __init__(self, f: Any) -> None:
+            self._f = f
+
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._f, name)
+
+    def fill_the_disk() -> bool:
+        if not files._fetches:
+            return False
+        files._fetches[0].file = Full(files._fetches[0].file)
+        return True
+
+    wait_until(lambda: bob._runtime.call(fill_the_disk), timeout=10)
+    with pytest.raises(mpstore.TransferFailed, match="No space left on device"):
+        bob.offered[0].wait(timeout=10)
+    with pytest.raises(mpstore.TransferFailed, match=r"Bob: failed: .*No space left"):
+        handle.wait(timeout=10)
+    assert files_in(inbox) == [] and bob.received == []

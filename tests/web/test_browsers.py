@@ -304,3 +304,28 @@ def wait_for_value(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_touch_draws_and_boards_are_separate_stores(browser: Any) -> None:
+    with nodes() as make:
+        host = make("host")
+        endpoint = serve(host)
+        try:
+            context = browser.new_context(viewport={"width": 600, "height": 400}, has_touch=True)
+            tablet = context.new_page()
+            tablet.goto(endpoint.url(board="x") + "&name=tab")
+            wait_until(tablet, "() => window.whiteboard && window.whiteboard.provider.synced")
+            other = open_page(browser, endpoint.url(board="y"), "ann")
+            box = tablet.locator("#canvas").bounding_box()
+            tablet.touchscreen.tap(box["x"] + 40, box["y"] + 50)  # a dot: pointerType "touch"
+            x = host.shared_dict("whiteboard/x")
+            x.wait_for(lambda d: len(strokes_of(d)) == 1, timeout=20)
+            assert [v["points"] for v in strokes_of(x).values()] == [[[40, 50]]]
+            draw(other, [(5, 5), (9, 9)])
+            host.shared_dict("whiteboard/y").wait_for(lambda d: len(strokes_of(d)) == 1, timeout=20)
+            tablet.wait_for_timeout(300)
+            assert len(tablet.evaluate("window.whiteboard.strokes()")) == 1
+            assert len(other.evaluate("window.whiteboard.strokes()")) == 1
+            assert len(strokes_of(x)) == 1
+        finally:
+            endpoint.close()
