@@ -53,11 +53,22 @@ def free_ports(n: int) -> list[int]:
 class Child:
     """One child process: ``python <script> --child <role> <args...>``; JSON lines both ways."""
 
-    def __init__(self, script: str, role: str, *args: Any, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        script: str,
+        role: str,
+        *args: Any,
+        env: dict[str, str] | None = None,
+        profile: str | None = None,
+    ) -> None:
         self.role = role
         self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the child)
+        cmd = [sys.executable, script, "--child", role, *map(str, args)]
+        if profile:  # sampled by py-spy (every thread, idle excluded) into a collapsed-stack file
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            cmd = [spy, "record", "--threads", "--format", "raw", "-r", "250", "-o", profile, "--", *cmd]
         self.proc = subprocess.Popen(
-            [sys.executable, script, "--child", role, *map(str, args)],
+            cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
@@ -120,8 +131,15 @@ class Children:
     def __init__(self) -> None:
         self.all: list[Child] = []
 
-    def start(self, script: str, role: str, *args: Any, env: dict[str, str] | None = None) -> Child:
-        child = Child(script, role, *args, env=env)
+    def start(
+        self,
+        script: str,
+        role: str,
+        *args: Any,
+        env: dict[str, str] | None = None,
+        profile: str | None = None,
+    ) -> Child:
+        child = Child(script, role, *args, env=env, profile=profile)
         self.all.append(child)
         return child
 
@@ -172,3 +190,41 @@ def ratio_text(ours: Figure, base: Figure) -> tuple[str, float]:
 def now() -> float:
     """The clock every child stamps with."""
     return time.monotonic()
+
+
+def summarize_profile(path: str, top: int = 12) -> str:
+    """Per thread of a py-spy raw (collapsed) profile: its share of the samples, then the
+    functions with the most samples on top of the stack (self) and anywhere in it (inclusive)."""
+    from collections import Counter
+
+    threads: Counter[str] = Counter()
+    own: dict[str, Counter[str]] = {}
+    incl: dict[str, Counter[str]] = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            frames = stack.split(";")
+            thread, frames = frames[0], frames[1:]
+            n = int(count)
+            threads[thread] += n
+            # "fn (file.py:line)" -> "fn (file.py)": a function, not a line
+            names = [fr.split(":")[0] + ")" if "(" in fr else fr for fr in frames]
+            if names:
+                own.setdefault(thread, Counter())[names[-1]] += n
+            inc = incl.setdefault(thread, Counter())
+            for name in set(names):
+                inc[name] += n
+    total = sum(threads.values()) or 1
+    out = []
+    for thread, n in threads.most_common():
+        if n < total * 0.03:
+            continue
+        out.append(f"  thread {thread}: {100 * n / total:.0f}% of all samples")
+        out.append(
+            "    self:      " + "; ".join(f"{k} {100 * v / n:.0f}%" for k, v in own[thread].most_common(top))
+        )
+        common = [(k, v) for k, v in incl[thread].most_common(top * 3) if v < n * 0.98][:top]
+        out.append("    inclusive: " + "; ".join(f"{k} {100 * v / n:.0f}%" for k, v in common))
+    return "\n".join(out)
