@@ -104,9 +104,13 @@ class Child:
         self.proc.stdin.write(json.dumps(fields) + "\n")
         self.proc.stdin.flush()
 
-    def _stderr(self) -> str:
+    def stderr_tail(self, size: int = 20000) -> str:
+        """The end of what the child wrote on stderr so far."""
         self._err.seek(0)
-        tail = self._err.read()[-3000:]
+        return self._err.read()[-size:]
+
+    def _stderr(self) -> str:
+        tail = self.stderr_tail(3000)
         return f"; its stderr:\n{tail}" if tail.strip() else ""
 
     def close(self, timeout: float = 20.0) -> None:
@@ -168,19 +172,20 @@ class Figure:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.values) if self.values else float("nan")
+        xs = [v for v in self.values if v == v]  # NaN: a failed run
+        return statistics.median(xs) if xs else float("nan")
 
     def text(self, scale: float = 1.0, fmt: str = ",.0f") -> str:
-        """'median [min-max]' of the repeats."""
-        if not self.values:
+        """'median [min-max]' of the repeats (failed runs left out)."""
+        xs = [v * scale for v in self.values if v == v]
+        if not xs:
             return "-"
-        xs = [v * scale for v in self.values]
         return f"{statistics.median(xs):{fmt}} [{min(xs):{fmt}}-{max(xs):{fmt}}]"
 
 
 def ratio_text(ours: Figure, base: Figure) -> tuple[str, float]:
     """Median [min-max] of the per-repeat ratios ours/base, and the median."""
-    ratios = [o / b for o, b in zip(ours.values, base.values, strict=True) if b]
+    ratios = [o / b for o, b in zip(ours.values, base.values, strict=True) if b and o == o and b == b]
     if not ratios:
         return "-", float("nan")
     med = statistics.median(ratios)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import threading
@@ -212,7 +213,8 @@ def _mp_rx(n: int, rate: str) -> None:
 
     dev.on_message = on_message
     _say(port=dev.transport.address[1])
-    wait_for_eof()
+    while sys.stdin.readline():  # "count": how many arrived (asked when some did not)
+        _say(count=count[0])
     dev.end_all()
 
 
@@ -291,6 +293,10 @@ def _store_tx(port: int, edits: int, lat: int, rate: str) -> None:
 
 def child(role: str, args: list[str]) -> None:
     """Run one child role (called with --child)."""
+    if os.environ.get("BENCH_LOG"):  # the children's logs on their stderr (shown if one fails)
+        import logging
+
+        logging.basicConfig(level=os.environ["BENCH_LOG"], format="%(asctime)s %(name)s %(message)s")
     if role == "plain_rx":
         asyncio.run(_plain_rx(int(args[0])))
     elif role == "plain_tx":
@@ -322,17 +328,32 @@ def messages_run(
             tx = kids.start(SCRIPT, "plain_tx", port, n, rounds, size)
         else:
             rate = kind.split("-", 1)[1]
-            rx = kids.start(SCRIPT, "mp_rx", n, rate, profile=profile and f"{profile}/mp_rx.txt")
+            log = {"BENCH_LOG": "INFO"}
+            rx = kids.start(SCRIPT, "mp_rx", n, rate, env=log, profile=profile and f"{profile}/mp_rx.txt")
             port = rx.read()["port"]
             tx_profile = profile and f"{profile}/mp_tx.txt"
-            tx = kids.start(SCRIPT, "mp_tx", port, n, rounds, rate, size, profile=tx_profile)
+            tx = kids.start(SCRIPT, "mp_tx", port, n, rounds, rate, size, env=log, profile=tx_profile)
         tx.read(timeout=120)  # ready
         tx.tell(cmd="go")
         start = tx.read(timeout=300)["start"]
-        done = rx.read(timeout=300)["done"]
+        try:
+            done = rx.read(timeout=30 + n / 1000)["done"]
+        except RuntimeError:
+            if kind == "plain":
+                raise
+            rx.tell(cmd="count")
+            got = rx.read(timeout=30)["count"]
+            logs = [ln for ln in (rx.stderr_tail() + tx.stderr_tail()).splitlines() if "mpstore" in ln]
+            raise Lost(
+                f"{kind}: {got:,} of {n:,} messages arrived; logs:\n    " + "\n    ".join(logs[-8:])
+            ) from None
         tx.tell(cmd="rtt")
         rtt = tx.read(timeout=300)["rtt"]
     return n / (done - start), float(rtt)
+
+
+class Lost(RuntimeError):
+    """Messages whose send() returned never arrived."""
 
 
 def _collect(child: Any, keys: set[str], timeout: float) -> dict[str, Any]:
@@ -466,8 +487,6 @@ def main() -> int:
     if args.profile:
         return profile(args.profile, args.messages, args.edits, args.latency_edits)
 
-    import os
-
     import mpstore
 
     engine = os.environ.get("MPSTORE_ENGINE", "default")
@@ -490,12 +509,18 @@ def main() -> int:
     lat = {k: Figure(k, "s", higher_is_better=False) for k in store_kinds}
     eps = {k: Figure(k, "edits/s") for k in store_kinds}
     loads: list[float] = []
+    lost: list[str] = []
     jobs = [("m", k) for k in msg_kinds] + [("s", k) for k in store_kinds]
     for r in range(args.repeat):
         order = jobs[r % len(jobs) :] + jobs[: r % len(jobs)]  # rotated: no config always first
         for what, kind in order:
             if what == "m":
-                m_rate, m_rtt = messages_run(kind, args.messages, args.rounds)
+                try:
+                    m_rate, m_rtt = messages_run(kind, args.messages, args.rounds)
+                except Lost as exc:
+                    lost.append(f"repeat {r + 1}: {exc}")
+                    print(f"LOST MESSAGES in repeat {r + 1}: {exc}", flush=True)
+                    m_rate = m_rtt = float("nan")
                 rate[kind].add(m_rate)
                 rtt[kind].add(m_rtt)
             else:
@@ -542,6 +567,10 @@ def main() -> int:
             e_note = f" (target >= 15x: {_verdict(emed >= 15, args.repeat)})" if tgt else ""
             l_note = f" (target <= 0.6x: {_verdict(lmed <= 0.6, args.repeat)})" if tgt else ""
             print(f"   mpstore / {snames[k]}: edits/s {etext}{e_note}; latency p50 {ltext}{l_note}")
+    if lost:
+        print(f"\nruns where messages whose send() returned never arrived ({len(lost)}):")
+        for line in lost:
+            print(f"  {line}")
     print(f"\nend: {load()}")
     if args.netns:
         netns_figures(args.netns_rounds)
