@@ -40,6 +40,8 @@ __all__ = ["FileLimits", "FileManager", "FileTransfer", "hash_file"]
 log = logging.getLogger("mpstore.files")
 
 _BURST = 2
+#: Received files served to other peers at once (the oldest stop being served first).
+_MAX_RECEIVED_SERVED = 1024
 _READ = 1024 * 1024
 
 
@@ -224,6 +226,7 @@ class _Blob:
     hashes: list[bytes]
     size: int
     mtime_ns: int
+    received: bool = False
 
 
 class _Incoming:
@@ -267,10 +270,32 @@ class FileManager:
         self._closed = False
 
     # -- blobs ------------------------------------------------------------------------------------
-    def register(self, path: str, ref: F.FileRef, hashes: list[bytes]) -> None:
-        """Serve ``path`` as the bytes of ``ref`` from now on."""
+    def register(self, path: str, ref: F.FileRef, hashes: list[bytes], *, received: bool = False) -> None:
+        """Serve ``path`` as the bytes of ``ref`` from now on.
+
+        Files we received are served too, but only the latest ``_MAX_RECEIVED_SERVED`` of them
+        (each costs 32 bytes of memory per chunk); files shared or sent on purpose stay.
+        """
         st = os.stat(path)
-        self._blobs[ref.sha256] = _Blob(os.path.abspath(path), ref, hashes, st.st_size, st.st_mtime_ns)
+        old = self._blobs.pop(ref.sha256, None)
+        if old is not None and not old.received:
+            received = False
+        blob = _Blob(os.path.abspath(path), ref, hashes, st.st_size, st.st_mtime_ns, received)
+        self._blobs[ref.sha256] = blob
+        if received:
+            served = [sha for sha, b in self._blobs.items() if b.received]
+            for sha in served[: max(0, len(served) - _MAX_RECEIVED_SERVED)]:
+                self.unregister(sha)
+
+    def unregister(self, sha: str) -> bool:
+        """Stop serving the file with that SHA-256; False if it was not served."""
+        blob = self._blobs.pop(sha, None)
+        f = self._open.pop(sha, None)
+        if f is not None:
+            f.close()
+        for peer in list(self._queues):
+            self._drop_queue(peer, sha)
+        return blob is not None
 
     def local_path(self, sha: str) -> str | None:
         """The path of a file we hold with that SHA-256, if unchanged."""
@@ -433,7 +458,7 @@ class FileManager:
         inc.file.close()
         final = self._place(inc)
         inc.handle.path = final
-        self.register(final, inc.fetch.ref, list(inc.fetch.hashes or []))
+        self.register(final, inc.fetch.ref, list(inc.fetch.hashes or []), received=True)
         self._finish_fetch(inc, None)
 
     def _place(self, inc: _Incoming) -> str:

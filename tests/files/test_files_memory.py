@@ -408,3 +408,29 @@ def test_a_full_disk_fails_the_transfer_on_both_sides_and_removes_the_partial_fi
     with pytest.raises(mpstore.TransferFailed, match=r"Bob: failed: .*No space left"):
         handle.wait(timeout=10)
     assert files_in(inbox) == [] and bob.received == []
+
+
+def test_an_unshared_file_is_no_longer_served(peers: Any, tmp_path: Path) -> None:
+    ann, bob, inbox = _pair(peers, tmp_path, file_limits=mpstore.FileLimits(resume_timeout=0.5))
+    src = tmp_path / "private.txt"
+    make_file(src, 1000)
+    token = ann.share_file(src)
+    assert ann.unshare_file(token) is True and ann.unshare_file(token) is False
+    with pytest.raises(mpstore.TransferFailed, match="no peer with the file"):
+        bob.fetch_file(token, inbox).wait(timeout=10)
+
+
+def test_received_files_served_to_others_are_bounded(peers: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from mpstore import _filenode
+
+    monkeypatch.setattr(_filenode, "_MAX_RECEIVED_SERVED", 2)
+    ann, bob, _inbox = _pair(peers, tmp_path)
+    tokens = []
+    for i in range(4):
+        src = tmp_path / f"f{i}.bin"
+        make_file(src, 100 + i)
+        ann.send_file(src).wait(timeout=10)
+        tokens.append(ann.share_file(src))
+    wait_until(lambda: len(bob.received) == 4)
+    served = bob._runtime.call(lambda: set(bob._node.files._blobs))
+    assert served == {t["sha256"] for t in tokens[2:]}  # the two latest
