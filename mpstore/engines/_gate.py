@@ -129,6 +129,7 @@ class CausalGate:
                     lst.append(s)
         cursor = dict(state)
         out: dict[int, list[tuple[Item | GC | Skip, int]]] = {}
+        converted = False
         progress = True
         while progress:
             progress = False
@@ -149,6 +150,7 @@ class CausalGate:
                         parent = s.parent
                         if type(parent) is tuple and parent not in self._types:
                             released = GC(client, s.clock, s.length)
+                            converted = True
                         elif type(s.content) is ContentType:
                             self._types.add((client, s.clock))
                     out.setdefault(client, []).append((released, cur - s.clock))
@@ -196,7 +198,7 @@ class CausalGate:
         clients = [
             (client, run[0][0].clock + run[0][1], run) for client, run in sorted(out.items(), reverse=True)
         ]
-        whole = was_idle and not self._held and not self._held_ds and not self._blocked
+        whole = was_idle and not converted and not self._held and not self._held_ds and not self._blocked
         return Release(clients, deletes, cursor, whole)
 
     @staticmethod
