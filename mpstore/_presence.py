@@ -496,7 +496,7 @@ class PresenceCore:
         for entry in self._all_entries():
             if entry.dirty:
                 deadlines.append(entry.sent + self._interval)
-            if entry.settle_at is not None:
+            elif entry.settle_at is not None:  # a pending send supersedes the settle
                 deadlines.append(entry.settle_at)
             if entry is not self._local and entry.text is not None:
                 deadlines.append(entry.renewed + self.config.timeout)
@@ -652,10 +652,14 @@ class PresenceCore:
             self._per_source[entry.source] = self._per_source.get(entry.source, 1) - 1
             self._per_source[source] = self._per_source.get(source, 0) + 1
             entry.source = source
+        changed = entry.text != text
+        if entry.owner != owner:
+            if entry.text is not None:  # the participant's claim ends: its view of it goes
+                self.events.append(PresenceChanged(client, entry.owner, None))
+            changed = True
         entry.owner = owner
         entry.clock = clock
         entry.renewed = now
-        changed = entry.text != text
         entry.text = text
         self._mark(entry, reliable=reliable)
         if changed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -668,7 +669,7 @@ class StoreManager:
         engine: str | Engine | None = None,
         *,
         max_stores: int = 1024,
-        data_dir: Any = None,
+        data_dir: str | os.PathLike[str] | None = None,
         durable: bool = False,
     ) -> None:
         if isinstance(engine, str) and engine not in (*ENGINE_NAMES, "auto"):
@@ -746,7 +747,9 @@ class StoreManager:
 
     # -- user side
 
-    def shared_dict(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
+    def shared_dict(
+        self, name: str, persist: bool | str | os.PathLike[str] | None = None, durable: bool | None = None
+    ) -> SharedDict:
         """The store ``name`` (the same object for the same name); any thread."""
         check_store_name(name)
         if persist is None and durable is None:
@@ -756,7 +759,9 @@ class StoreManager:
                 return store
         return self._call(lambda: self._open(name, persist, durable))
 
-    def _open(self, name: str, persist: Any = None, durable: bool | None = None) -> SharedDict:
+    def _open(
+        self, name: str, persist: bool | str | os.PathLike[str] | None = None, durable: bool | None = None
+    ) -> SharedDict:
         replacement = self._persist.choose(name, persist, durable, self._sync.docs.get(name))
         if replacement is not None:  # the store starts or stops being saved
             self._sync.docs[name] = replacement

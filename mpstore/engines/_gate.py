@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ._python._held import HeldDeletes
 from ._python._lib0 import AnyValue
 from ._python._structs import (
     GC,
@@ -67,33 +68,46 @@ class CausalGate:
     """Structs and deletions held until the engine's state vector allows them, released in causal
     order. Pure bookkeeping over decoded updates; the engine's state vector is passed in."""
 
-    __slots__ = ("_held", "_held_ds", "_keys", "_types")
+    __slots__ = ("_blocked", "_held", "_held_ds", "_keys", "_types")
 
     def __init__(self) -> None:
         # per client, sorted by clock; may overlap where two updates split a range differently
         self._held: dict[int, list[Item | GC]] = {}
         self._keys: set[tuple[int, int, int]] = set()
         self._held_ds: DeleteSet = {}
+        # Deletions travel with their update: those of an update whose structs wait are held
+        # until they are integrated (with the clocks they need), so a writer's key never shows
+        # the deletion of its old value without the new one (Yjs applies them at once).
+        self._blocked = HeldDeletes()
         # ids of the nested types released: an item whose parent is anything else becomes GC,
         # as in Yjs (yrs panics on it and integrates part of the update)
         self._types: set[ID] = set()
 
     def waiting(self) -> bool:
         """True while structs or deletions wait for something that has not arrived."""
-        return bool(self._held or self._held_ds)
+        return bool(self._held or self._held_ds or self._blocked)
 
     def held_structs(self) -> dict[int, list[Item | GC]]:
         """The structs held, per client (read-only view for encoding diffs)."""
         return self._held
 
     def held_deletes(self) -> DeleteSet:
-        """The deletions held, per client (read-only view for encoding diffs)."""
-        return self._held_ds
+        """The deletions held, per client (a copy, for encoding diffs)."""
+        out: DeleteSet = {c: list(r) for c, r in self._held_ds.items()}
+        for ds in self._blocked:
+            for client, ranges in ds.items():
+                out.setdefault(client, []).extend(ranges)
+        return out
 
     def admit(self, refs: Refs, ds: DeleteSet, state: dict[int, int]) -> Release:
         """Take a decoded update; release what an engine with state vector ``state`` can integrate
         completely now (with anything held that it unblocks), and hold the rest."""
-        was_idle = not self._held and not self._held_ds
+        was_idle = not self._held and not self._held_ds and not self._blocked
+        ends = {
+            c: max(s.clock + s.length for s in lst if not isinstance(s, Skip))
+            for c, lst in refs.items()
+            if any(not isinstance(s, Skip) for s in lst)
+        }
         held = self._held
         keys = self._keys
         for client, structs in refs.items():
@@ -115,6 +129,7 @@ class CausalGate:
                     lst.append(s)
         cursor = dict(state)
         out: dict[int, list[tuple[Item | GC | Skip, int]]] = {}
+        converted = False
         progress = True
         while progress:
             progress = False
@@ -135,6 +150,7 @@ class CausalGate:
                         parent = s.parent
                         if type(parent) is tuple and parent not in self._types:
                             released = GC(client, s.clock, s.length)
+                            converted = True
                         elif type(s.content) is ContentType:
                             self._types.add((client, s.clock))
                     out.setdefault(client, []).append((released, cur - s.clock))
@@ -154,8 +170,16 @@ class CausalGate:
                     del held[client]
         deletes: DeleteSet = {}
         held_ds = self._held_ds
-        for client, ranges in ds.items():
-            held_ds.setdefault(client, []).extend(ranges)
+        need = {c: end for c, end in ends.items() if cursor.get(c, 0) < end}
+        if need and ds:
+            self._blocked.add(ds, need)
+        else:
+            for client, ranges in ds.items():
+                held_ds.setdefault(client, []).extend(ranges)
+        if self._blocked:
+            for bds in self._blocked.release(lambda c: cursor.get(c, 0)):
+                for client, ranges in bds.items():
+                    held_ds.setdefault(client, []).extend(ranges)
         for client in list(held_ds):
             cur = cursor.get(client, 0)
             keep: list[tuple[int, int]] = []
@@ -174,7 +198,7 @@ class CausalGate:
         clients = [
             (client, run[0][0].clock + run[0][1], run) for client, run in sorted(out.items(), reverse=True)
         ]
-        whole = was_idle and not self._held and not self._held_ds
+        whole = was_idle and not converted and not self._held and not self._held_ds and not self._blocked
         return Release(clients, deletes, cursor, whole)
 
     @staticmethod

@@ -210,7 +210,7 @@ class WebServer:
             self.port,
             process_request=self._process_request,
             max_size=self.limits.max_message_size,
-            max_queue=64,
+            max_queue=8,  # frames buffered per page: memory is at most max_queue x max_message_size
             compression=None,
             write_limit=HIGH_WATER,
         )

@@ -149,7 +149,7 @@ def _pump_fetch(
                 off, n = F.chunk_span(index, fetch.ref.size, fetch.ref.chunk)
                 chunk = data[off : off + n]
                 if (peer, index) in corrupt:
-                    chunk = b"\x00" + chunk[1:]
+                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                     corrupt = corrupt - {(peer, index)}
                 actions += fetch.data(peer, index, chunk, now)
     return out, asked

@@ -163,24 +163,15 @@ except CorruptUpdate:
 # Hypothesis (a long run of the pycrdt tests): yrs integrates part of this update, then panics
 # ("block parent must be deleted or shared ref type" / "attempt to divide by zero"). The refusal
 # is reported (CorruptUpdate), but the state vector has moved and every later snapshot of the
-# document (SyncStep2 for any newcomer) panics too. A yrs defect (pycrdt 0.14.13).
+# document (SyncStep2 for any newcomer) panics too. A yrs defect (pycrdt 0.14.13), out of reach
+# since the causal gate: its second item names a parent that is not a type, and the gate makes it
+# GC before yrs sees it, as Yjs does.
 PARTLY_APPLIED_UPDATE = bytes.fromhex(
     "01030000280100070000000000000001771b0000000000000000000000000000000000000000000000000000000000010000000100"
 )
 
 
-@pytest.mark.parametrize(
-    "engine",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, reason="yrs applies part of an update it refuses")
-            if name == "pycrdt"
-            else (),
-        )
-        for name in ENGINES
-    ],
-)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_refused_update_leaves_the_document_as_it_was(engine: str) -> None:
     assert store_harness is not None
     from mpstore._errors import CorruptUpdate

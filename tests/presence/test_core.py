@@ -337,3 +337,38 @@ def test_one_oversized_state_is_refused_alone() -> None:
     big = json.dumps({"pad": "x" * 9000})
     a.receive_participant("server", encode_awareness_update([(5, 1, big), (6, 1, '{"ok":1}')]), net.now)
     assert {c: json.loads(t) for c, (_, _, t) in a.entries().items()} == {6: {"ok": 1}}
+
+
+def test_the_next_deadline_is_always_in_the_future_after_handle_timer() -> None:
+    net = Net(["a", "b", "c"])
+    net.link("a", "b")
+    net.link("b", "c")
+    for i in range(300):
+        net.cores["a"].set_local(json.dumps({"i": i}), net.now)
+        net.cores["c"].set_local(json.dumps({"i": -i}), net.now)
+        net.pump()
+        net.now += 0.013
+        for core in net.cores.values():
+            core.handle_timer(net.now)
+            deadline = core.next_deadline()
+            assert deadline is None or deadline > net.now
+        net.pump()
+
+
+def test_a_node_takes_its_client_id_back_from_a_participant() -> None:
+    # A Yjs server echoes b's entry to a's server participant before b's own copy arrives.
+    net = Net(["a", "b"])
+    a = net.cores["a"]
+    a.add_participant("server", net.now)
+    b_client = client_id_for(net.id("b"))
+    a.receive_participant("server", encode_awareness_update([(b_client, 7, '{"via":"server"}')]), net.now)
+    assert [e.owner.participant for e in a.events] == ["server"]
+    net.link("a", "b")
+    net.cores["b"].set_local('{"via":"b"}', net.now)
+    net.pump()
+    owners = [(e.owner.participant, e.text) for e in a.events]
+    assert owners[-2:] == [("server", None), ("", '{"via":"b"}')]
+    assert net.view("a") == {"b": {"via": "b"}}
+    # The participant can no longer touch it.
+    a.receive_participant("server", encode_awareness_update([(b_client, 99, None)]), net.now)
+    assert net.view("a") == {"b": {"via": "b"}}

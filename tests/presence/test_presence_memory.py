@@ -120,8 +120,8 @@ def test_a_killed_peer_disappears_within_peer_timeout() -> None:
         wait_until(lambda: ann.seen() == {"Bob": {"typing": True}} and cy.seen() == {"Bob": {"typing": True}})
         killed = time.monotonic()
         make.network.kill(bob)  # type: ignore[attr-defined]
-        wait_until(lambda: ann.seen() == {} and cy.seen() == {}, timeout=5)
-        assert time.monotonic() - killed < 1.0 + 1.5  # peer_timeout 1 s, plus a wide margin
+        wait_until(lambda: ann.seen() == {} and cy.seen() == {}, timeout=8)
+        assert time.monotonic() - killed < 1.0 + 3.0  # peer_timeout 1 s, plus a wide margin (loaded CI)
         wait_until(lambda: ("removed", "Bob", None) in ann.log())  # callbacks run a bit later
         log = ann.log()
         assert log.index(("presence", "Bob", None)) < log.index(("removed", "Bob", None))

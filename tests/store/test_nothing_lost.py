@@ -21,15 +21,14 @@ from mpstore._runtime import Runtime
 
 def test_writes_just_made_survive_end_all() -> None:
     with devices() as make:
-        a, b = make("A"), make("B")
+        a, b = make("A", peer_timeout=10.0), make("B", peer_timeout=10.0)
         a.wait_for_peers(1, timeout=5)
         sa, sb = a.shared_dict("s"), b.shared_dict("s")
-        sb.wait_for(lambda s: True, timeout=1)
         n = 20_000
         for i in range(n):
             sa[f"k{i}"] = i
         a.end_all()
-        sb.wait_for(lambda s: len(s) == n, timeout=20)
+        sb.wait_for(lambda s: len(s) == n, timeout=60)
         assert sb.to_dict() == {f"k{i}": i for i in range(n)}
 
 

@@ -268,8 +268,12 @@ def test_cursors_travel_as_presence_and_go_when_the_page_closes(browser: Any) ->
             a.mouse.move(box["x"] + 250, box["y"] + 150)
             label = b.locator(".cursor span", has_text="ann")
             label.wait_for(timeout=20_000)
-            cursor = b.locator(".cursor", has_text="ann")
-            assert cursor.evaluate("el => [parseInt(el.style.left), parseInt(el.style.top)]") == [250, 150]
+            # The cursor elements are redrawn every frame: read them inside the page, in one go.
+            at = wait_until(b, """() => {
+              const el = Array.from(document.querySelectorAll('.cursor')).find(e => e.textContent === 'ann')
+              return el && [parseInt(el.style.left), parseInt(el.style.top)]
+            }""")
+            assert at == [250, 150]
             # The Python peer sees the page as one more presence (named after state.user.name).
             def ann_state() -> Any:
                 return next((s for p, s in pure.presence.states().items() if p.display_name == "ann"), None)
@@ -304,3 +308,28 @@ def wait_for_value(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_touch_draws_and_boards_are_separate_stores(browser: Any) -> None:
+    with nodes() as make:
+        host = make("host")
+        endpoint = serve(host)
+        try:
+            context = browser.new_context(viewport={"width": 600, "height": 400}, has_touch=True)
+            tablet = context.new_page()
+            tablet.goto(endpoint.url(board="x") + "&name=tab")
+            wait_until(tablet, "() => window.whiteboard && window.whiteboard.provider.synced")
+            other = open_page(browser, endpoint.url(board="y"), "ann")
+            box = tablet.locator("#canvas").bounding_box()
+            tablet.touchscreen.tap(box["x"] + 40, box["y"] + 50)  # a dot: pointerType "touch"
+            x = host.shared_dict("whiteboard/x")
+            x.wait_for(lambda d: len(strokes_of(d)) == 1, timeout=20)
+            assert [v["points"] for v in strokes_of(x).values()] == [[[40, 50]]]
+            draw(other, [(5, 5), (9, 9)])
+            host.shared_dict("whiteboard/y").wait_for(lambda d: len(strokes_of(d)) == 1, timeout=20)
+            tablet.wait_for_timeout(300)
+            assert len(tablet.evaluate("window.whiteboard.strokes()")) == 1
+            assert len(other.evaluate("window.whiteboard.strokes()")) == 1
+            assert len(strokes_of(x)) == 1
+        finally:
+            endpoint.close()

@@ -13,7 +13,7 @@ from mpstore.engines import load_engine
 from mpstore.engines._python._update import decode_state_vector
 
 from .oracle import YjsOracle
-from .test_yjs_oracle import ENGINES
+from .test_yjs_oracle import ENGINES, assert_matches_yjs
 
 
 def _updates(*texts: str) -> list[bytes]:
@@ -87,7 +87,7 @@ def test_gapped_delivery_matches_yjs_at_every_step(yjs: YjsOracle, engine: str, 
                 else:
                     view[key] = value
             shown = dict(doc.items())
-            assert shown == dict(twin.items()), f"step {step}: shows other entries than Yjs"
+            assert_matches_yjs(shown, twin, f"step {step}", engine)
             assert view == shown, f"step {step}: reported changes do not add up to what it shows"
             assert decode_state_vector(doc.state_vector()) == decode_state_vector(twin.state_vector())
             assert doc.waiting() == twin.pending(), f"step {step}: 'something is missing' differs"
@@ -150,3 +150,28 @@ def test_a_relay_forwards_what_yrs_integrated_while_panicking() -> None:
         pump()
         assert m.stats.rejected == 0, f"step {seq}: M rejected an update it integrated"
         assert dict(r.doc("s").items()) == dict(m.doc("s").items()), f"step {seq}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_writers_key_never_vanishes_while_its_new_value_waits(yjs: YjsOracle, engine: str) -> None:
+    """Issue 10 part 4, the engine's half: W sets k, then j, then k again; R has the first and
+    gets the third before the second. Yjs applies the third's deletion of k's old value at once
+    (it is here) while the new value waits for the gap, so k vanishes; our engines hold the
+    deletion with its update: R shows only states of W's history, and ends equal to Yjs."""
+    w = load_engine("python").new_doc()
+    updates = [w.transact(sets, []) for sets in ({"k": '"1"'}, {"j": '"x"'}, {"k": '"2"'})]
+    doc = load_engine(engine).new_doc()
+    twin = yjs.doc()
+    try:
+        shown = []
+        for update in (updates[0], updates[2], updates[1]):
+            doc.apply_update(update)
+            twin.apply_update(update)
+            shown.append(doc.get("k"))
+        assert dict(twin.items()) == {"k": '"2"', "j": '"x"'}
+        assert shown == ['"1"', '"1"', '"2"']
+        assert dict(doc.items()) == dict(twin.items())
+        assert decode_state_vector(doc.state_vector()) == decode_state_vector(twin.state_vector())
+        assert not doc.waiting()
+    finally:
+        twin.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import subprocess
 import threading
 import time
@@ -95,9 +94,7 @@ def test_offline_edits_reach_the_server_after_restart_by_diff(dialect: str, tmp_
         assert ca.connects >= 2 and cb.connects >= 2
 
 
-def test_wrong_token_clear_error_no_data_no_tight_loop(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_wrong_token_clear_error_no_data_no_tight_loop(tmp_path: Path) -> None:
     with running("hocuspocus", tmp_path, token="right") as server, groups() as make:
         good = make("good", "a")
         good.connect_server(server.url, "secret", dialect="hocuspocus", token="right").wait_synced(15)
@@ -105,7 +102,6 @@ def test_wrong_token_clear_error_no_data_no_tight_loop(
         time.sleep(0.5)
         bad = make("bad", "b")
         errors: list[Any] = []
-        caplog.set_level(logging.INFO, logger="mpstore.yserver")
         conn = bad.connect_server(
             server.url, "secret", dialect="hocuspocus", token="wrong", on_error=lambda c, e: errors.append(e)
         )
@@ -293,3 +289,16 @@ def test_presence_crosses_the_server(dialect: str, tmp_path: Path) -> None:
             # what it does remove at once is every state of a connection that ends.
             conn.close()
         wait_until(lambda: all(s["user"]["name"] != "ann" for s in states(b)), timeout=20)
+
+
+def test_y_websocket_http_401_is_a_refusal_not_retried(tmp_path: Path) -> None:
+    with running("y-websocket", tmp_path, token="qtok") as server, groups() as make:
+        a = make("a", "a")
+        errors: list[Any] = []
+        conn = a.connect_server(f"{server.url}?token=nope", "s", on_error=lambda c, e: errors.append(e))
+        with pytest.raises(mpstore.ServerRefused, match="401"):
+            conn.wait_synced(15)
+        time.sleep(2)
+        assert conn.state == "failed" and conn.connects == 0 and len(errors) == 1
+        good = a.connect_server(f"{server.url}?token=qtok", "s")
+        good.wait_synced(15)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from ..._errors import CorruptUpdate
 from ..base import ROOT_MAP, Engine, EngineDoc
+from ._held import HeldDeletes
 from ._lib0 import write_var_uint
 from ._structs import (
     GC,
@@ -127,6 +128,11 @@ class PythonDoc(EngineDoc):
         self._pending_missing: dict[int, int] = {}
         # deletions of structs we do not have yet (normalized ranges per client)
         self._pending_ds: DeleteSet = {}
+        # Deletions travel with their update: those of an update whose structs wait are held
+        # until they are integrated (with the clocks they need). Yjs applies them at once, and a
+        # writer's key then vanishes (its old value deleted, its new one not shown) until the
+        # gap fills; here a replica only ever shows states of the writer's history.
+        self._blocked = HeldDeletes()
 
     # -- the EngineDoc contract ------------------------------------------------------------
 
@@ -198,10 +204,19 @@ class PythonDoc(EngineDoc):
     def apply_update(self, update: bytes) -> dict[str, str | None]:
         """Apply a remote v1 update; return the root keys whose visible value changed."""
         refs, ds = decode_update(update)
+        ends = {
+            c: max(s.clock + s.length for s in lst if type(s) is not Skip)
+            for c, lst in refs.items()
+            if any(type(s) is not Skip for s in lst)
+        }
         txn = _Txn()
         own_before = self._state(self._client_id)
         try:
             self._integrate_with_pending(txn, refs)
+            need = {c: end for c, end in ends.items() if self._state(c) < end}
+            if need and ds:
+                self._blocked.add(ds, need)
+                ds = {}
             self._apply_with_pending_ds(txn, ds)
             self._gc(txn)
         except (AssertionError, LookupError, RecursionError) as exc:  # pragma: no cover
@@ -220,7 +235,7 @@ class PythonDoc(EngineDoc):
 
     def waiting(self) -> bool:
         """True while structs or deletions wait for dependencies that have not arrived."""
-        return bool(self._pending or self._pending_ds)
+        return bool(self._pending or self._pending_ds or self._blocked)
 
     def state_vector(self) -> bytes:
         """The encoded state vector (integrated structs only, not pending ones)."""
@@ -265,6 +280,9 @@ class PythonDoc(EngineDoc):
             for s, offset in out:
                 s.write(buf, offset)
         ds: DeleteSet = {c: list(r) for c, r in self._pending_ds.items()}
+        for bds in self._blocked:
+            for client, ranges in bds.items():
+                ds.setdefault(client, []).extend(ranges)
         for client, structs in self._clients.items():
             ranges = ds.setdefault(client, [])
             run_start = -1
@@ -316,6 +334,10 @@ class PythonDoc(EngineDoc):
 
     def _apply_with_pending_ds(self, txn: _Txn, ds: DeleteSet) -> None:
         """Apply ``ds`` and the pending deletions that may now find their structs."""
+        if self._blocked:
+            for bds in self._blocked.release(self._state):
+                for client, ranges in bds.items():
+                    ds.setdefault(client, []).extend(ranges)
         keep: DeleteSet = {}
         for client, ranges in self._pending_ds.items():
             if ranges[0][0] < self._state(client):
