@@ -786,7 +786,9 @@ def _call_owner(owner_ref: weakref.ref[Any], method: str, *args: Any) -> None:
         getattr(owner, method)(*args)
 
 
-def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node: Node) -> None:
+def _deliver_app(
+    owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node: Node | None = None
+) -> None:
     try:
         owner = owner_ref()
         if owner is None:
@@ -798,7 +800,8 @@ def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node
             return
         owner.receive(message, peer)
     finally:
-        node.app_consumed(peer.id)
+        if node is not None:
+            node.app_consumed(peer.id)
 
 
 def _ask_accept(
