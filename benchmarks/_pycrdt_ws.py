@@ -1,23 +1,30 @@
-"""pycrdt-websocket on loopback: a WebsocketServer and two pycrdt Providers over TLS websockets.
+"""pycrdt-websocket on loopback, one process per role: the child roles ``benchmarks/lan.py`` runs.
 
-Needs ``pip install pycrdt-websocket websockets``. Measures the same two figures as the mpstore
-store benchmark: median one-way latency of one edit (client 1 -> server -> client 2) and
-replicated edits per second for a burst of edits to one key.
+Needs ``pip install pycrdt-websocket websockets`` (the ``bench`` extra). Roles:
+
+- ``server COMPRESSION``: a ``WebsocketServer`` behind a ``websockets`` TLS server; reports its port.
+- ``reader PORT EDITS LAT COMPRESSION``: a pycrdt ``Provider``; stamps when its map observer sees
+  each timed edit and acknowledges it with an edit of its own; reports when it has seen all
+  EDITS burst keys.
+- ``writer PORT EDITS LAT COMPRESSION``: a pycrdt ``Provider``; writes LAT timed edits one at a
+  time (each waits for the reader's acknowledgement), then a burst of EDITS distinct keys, one
+  transaction each, yielding to the event loop every 64 edits so the provider sends as a live
+  app's would.
+
+COMPRESSION is ``on`` (permessage-deflate, the ``websockets`` default) or ``off``, on both ends.
+Times are ``time.monotonic()`` (one clock for all processes on Linux).
 """
 
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
+import sys
+from pathlib import Path
 from typing import Any
 
-from pycrdt import Doc, Map, Provider
-from pycrdt.websocket import WebsocketServer
-from websockets.asyncio.client import connect
-from websockets.asyncio.server import serve
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mpstore.transports._lan._tls import TlsIdentity
+from benchmarks._procs import now, say
 
 
 class _Channel:
@@ -48,52 +55,136 @@ class _Channel:
         return bytes(data) if not isinstance(data, str) else data.encode()
 
 
-async def _run(latency_edits: int, burst: int) -> tuple[float, float]:
-    server_id, client_id = TlsIdentity(), TlsIdentity()
+def _compression(flag: str) -> str | None:
+    return "deflate" if flag == "on" else None
+
+
+async def _stdin_line() -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+async def server(compression: str) -> None:
+    from pycrdt.websocket import WebsocketServer
+    from websockets.asyncio.server import serve
+
+    from mpstore.transports._lan._tls import TlsIdentity
+
+    ident = TlsIdentity()
     async with WebsocketServer() as ws_server:
 
         async def handler(ws: Any) -> None:
             await ws_server.serve(_Channel(ws, ws.request.path))
 
-        async with serve(handler, "127.0.0.1", 0, ssl=server_id.server_context) as server:
-            port = next(iter(server.sockets)).getsockname()[1]
-            url = f"wss://127.0.0.1:{port}/bench"
-            docs = [Doc(), Doc()]
-            maps = [doc.get("m", type=Map) for doc in docs]
-            async with (
-                connect(url, ssl=client_id.client_context, server_hostname="mpstore") as ws1,
-                connect(url, ssl=client_id.client_context, server_hostname="mpstore") as ws2,
-                Provider(docs[0], _Channel(ws1, "/bench")),
-                Provider(docs[1], _Channel(ws2, "/bench")),
-            ):
-                await asyncio.sleep(0.2)
-                samples = []
-                for i in range(latency_edits):
-                    key = f"k{i}"
-                    t0 = time.perf_counter()
-                    maps[0][key] = "v"
-                    deadline = t0 + 5
-                    while key not in maps[1] and time.perf_counter() < deadline:
-                        await asyncio.sleep(0)
-                    samples.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                for i in range(burst):
-                    maps[0]["n"] = str(i)
-                    if i % 64 == 63:
-                        await asyncio.sleep(0)  # let the provider send, as a live app would
-                last = str(burst - 1)
-                deadline = t0 + 120
-                while maps[1].get("n") != last and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.001)
-                rate = burst / (time.perf_counter() - t0)
-    return statistics.median(samples), rate
+        async with serve(
+            handler, "127.0.0.1", 0, ssl=ident.server_context, compression=_compression(compression)
+        ) as srv:
+            say(port=next(iter(srv.sockets)).getsockname()[1])
+            await _stdin_line()
 
 
-def pycrdt_websocket_figures(latency_edits: int = 200, burst: int = 5000) -> tuple[float, float]:
-    """(median one-way edit latency in s, replicated edits per second)."""
-    return asyncio.run(_run(latency_edits, burst))
+async def _client(port: int, compression: str, body: Any) -> None:
+    from pycrdt import Doc, Map, Provider
+    from websockets.asyncio.client import connect
+
+    from mpstore.transports._lan._tls import TlsIdentity
+
+    ident = TlsIdentity()
+    doc: Doc = Doc()
+    m = doc.get("m", type=Map)
+    url = f"wss://127.0.0.1:{port}/bench"
+    async with (
+        connect(
+            url,
+            ssl=ident.client_context,
+            server_hostname="mpstore",
+            compression=_compression(compression),
+            max_size=None,
+        ) as ws,
+        Provider(doc, _Channel(ws, "/bench")) as provider,
+    ):
+        await provider.synced.wait()
+        await body(m)
+
+
+async def reader(port: int, edits: int, lat: int, compression: str) -> None:
+    loop = asyncio.get_running_loop()
+    seen = [0.0] * lat
+    count = [0]
+    finished = asyncio.Event()
+
+    async def body(m: Any) -> None:
+        def on_change(event: Any) -> None:
+            t = now()
+            for key in event.keys:
+                if key[0] == "l":
+                    i = int(key[3:])
+                    seen[i] = t
+                    loop.call_soon(m.__setitem__, "ack", i)  # not inside the observer's transaction
+                    if i == lat - 1:
+                        loop.call_soon(finished.set)
+                elif key[0] == "k":
+                    count[0] += 1
+                    if count[0] == edits:
+                        say(done=t)
+
+        sub = m.observe(on_change)
+        say(synced=True)
+        await finished.wait()
+        await asyncio.sleep(0.05)  # let the last acknowledgement go out
+        say(seen=seen)
+        await _stdin_line()
+        m.unobserve(sub)
+
+    await _client(port, compression, body)
+
+
+async def writer(port: int, edits: int, lat: int, compression: str) -> None:
+    acked = [-1]
+    got = asyncio.Event()
+
+    async def body(m: Any) -> None:
+        def on_change(event: Any) -> None:
+            change = event.keys.get("ack")
+            if change is not None and "newValue" in change:
+                acked[0] = int(change["newValue"])
+                got.set()
+
+        sub = m.observe(on_change)
+        await asyncio.sleep(0.3)  # as mpstore's writer: let the sync handshake settle
+        say(ready=True)
+        await _stdin_line()  # go
+        sent = []
+        for i in range(lat):
+            sent.append(now())
+            m[f"lat{i}"] = i
+            while acked[0] != i:
+                got.clear()
+                await asyncio.wait_for(got.wait(), 60)
+        t0 = now()
+        for i in range(edits):
+            m[f"k{i}"] = i
+            if i % 64 == 63:
+                await asyncio.sleep(0)
+        say(sent=sent, start=t0)
+        await _stdin_line()
+        m.unobserve(sub)
+
+    await _client(port, compression, body)
+
+
+def main(argv: list[str]) -> None:
+    """``--child ROLE ARGS...`` as started by lan.py."""
+    if len(argv) < 2 or argv[0] != "--child":
+        raise SystemExit("run benchmarks/lan.py; this module holds its pycrdt-websocket child roles")
+    role, args = argv[1], argv[2:]
+    if role == "server":
+        asyncio.run(server(args[0]))
+    elif role in ("reader", "writer"):
+        fn = reader if role == "reader" else writer
+        asyncio.run(fn(int(args[0]), int(args[1]), int(args[2]), args[3]))
+    else:
+        raise SystemExit(f"unknown role {role}")
 
 
 if __name__ == "__main__":
-    lat, rate = pycrdt_websocket_figures()
-    print(f"pycrdt-websocket: edit latency median {lat * 1e3:.2f} ms, {rate:,.0f} edits/s")
+    main(sys.argv[1:])

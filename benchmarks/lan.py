@@ -1,16 +1,34 @@
-"""LAN transport benchmarks, each figure next to a baseline measured in the same run.
+"""LAN transport and store benchmarks against baselines measured in the same run, two processes.
 
-    python benchmarks/lan.py [--messages 50000] [--repeat 3] [--netns]
+    python benchmarks/lan.py                 # 5 interleaved repeats (~3-4 min on a loaded box)
+    python benchmarks/lan.py --quick         # 2 small repeats, for development (~1 min)
+    python benchmarks/lan.py --netns         # + discovery time in network namespaces (root)
 
-1. Reliable app-message throughput between two peers on loopback (TLS, static addresses),
-   against a plain asyncio TLS connection sending the same 100-byte JSON messages (the floor any
-   design pays: JSON, TLS, TCP), sender and receiver on their own threads in both cases.
-2. Round-trip time of a small message (ping/pong), against the same plain TLS connection.
-3. With the replicated store (if available): median one-way latency of a store edit appearing on
-   the other peer, and replicated edits per second; the same figures for pycrdt-websocket (a
-   server and two clients over wss on loopback) if it and `websockets` are installed.
-4. With --netns (root): in network namespaces, time from creating a peer to its first
-   ``peer_added``, next to zeroconf's own register-to-found time for two plain services.
+Every figure below comes from separate OS processes on 127.0.0.1 (TLS 1.3, static addresses,
+no multicast), so no two ends share a GIL. One repeat runs every configuration once, in an order
+rotated from repeat to repeat; the table gives the median over the repeats with [min-max], and
+ratios are medians of the per-repeat ratios. The load average is printed with every repeat.
+
+1. App messages, 100-byte JSON, sender process -> receiver process:
+   - baseline: plain asyncio TLS written as a competent engineer would: the sender JSON-encodes
+     each message and writes 4-byte length-prefixed frames batched into ~64 KiB writes (awaiting
+     ``drain``), the receiver is an ``asyncio.Protocol`` that buffers, cuts frames and
+     JSON-decodes each message (the same work mpstore's ``receive`` does);
+   - mpstore with its default ``max_message_rate`` (5,000/s: the sender paces itself to what the
+     receiver advertises, which a hostile-peer limit implies), and separately with rate limiting
+     off on both ends (``max_message_rate=None``); ``send()`` called from the main thread.
+   msgs/s is from the sender's first send to the receiver's last arrival (one machine-wide
+   monotonic clock). Then the round-trip time of one message (the receiver echoes), median.
+2. The replicated store against pycrdt-websocket (a ``WebsocketServer`` process and two client
+   processes with pycrdt ``Provider``s over wss, websocket compression off and on), same
+   operations on both: one-way latency of an edit (writer's write -> the reader's observer
+   called; the reader acknowledges by an edit before the next), p50; then a burst of distinct-key
+   edits, edits/s until the reader's observer has seen all of them. mpstore runs with its
+   defaults (engine: ``MPSTORE_ENGINE`` or the default, printed).
+3. With --netns (root): time from creating a peer to its first ``peer_added`` in network
+   namespaces, next to zeroconf's own register-to-found time for two plain services.
+
+Scaling with peers and message sizes: ``benchmarks/lan_scaling.py``.
 """
 
 from __future__ import annotations
@@ -25,11 +43,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout
 
-import mpstore
-from mpstore.transports._lan._tls import TlsIdentity
-from mpstore.transports.lan import LanTransport
+from benchmarks._procs import Children, Figure, load, now, ratio_text, say, wait_for_eof  # noqa: E402
+
+SCRIPT = str(Path(__file__).resolve())
+WS_SCRIPT = str(Path(__file__).resolve().with_name("_pycrdt_ws.py"))
+_say_lock = threading.Lock()
 
 
 def message(i: int) -> dict[str, Any]:
@@ -40,212 +61,299 @@ def message(i: int) -> dict[str, Any]:
     return base
 
 
-def _lan() -> LanTransport:
-    return LanTransport(host="127.0.0.1", discovery=False, ip_version="v4")
+def _say(**fields: Any) -> None:
+    with _say_lock:
+        say(**fields)
 
 
-class _Sink(mpstore.MultipeerConnectivity):
-    def __init__(self, *args: Any, expect: int = 0, **kwargs: Any) -> None:
+def _rate_kwargs(rate: str) -> dict[str, Any]:
+    return {} if rate == "default" else {"max_message_rate": None}
+
+
+# -- children: plain asyncio TLS ------------------------------------------------------------------
+
+
+async def _stdin_line() -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+def _frame(obj: Any) -> bytes:
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    return len(body).to_bytes(4, "big") + body
+
+
+class _PlainReceiver(asyncio.Protocol):
+    """Buffers, cuts length-prefixed frames, decodes each; counts n, then echoes each message."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
         self.count = 0
-        self.expect = expect
-        self.done = threading.Event()
-        self.echo = False
-        super().__init__(*args, **kwargs)
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
 
-    def peer_added(self, peer: mpstore.PeerID) -> None:
-        pass
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
-    def peer_removed(self, peer: mpstore.PeerID) -> None:
-        pass
-
-    def receive(self, message: Any, from_peer: mpstore.PeerID) -> None:
-        if self.echo:
-            self.send(message, to_peer=from_peer)
-            return
-        self.count += 1
-        if self.count >= self.expect:
-            self.done.set()
-
-
-def _pair(expect: int) -> tuple[_Sink, _Sink]:
-    # max_message_rate=None: the default limit (5000/s per peer) would cut a fast sender off.
-    a = _Sink("A", "bench", transport=_lan(), expect=expect, max_message_rate=None)
-    b = _Sink(
-        "B", "bench", transport=LanTransport(host="127.0.0.1", discovery=False, peers=[a.transport.address])
-    )  # type: ignore[attr-defined]
-    a.wait_for_peers(1, timeout=10)
-    b.wait_for_peers(1, timeout=10)
-    return a, b
-
-
-def mpstore_throughput(n: int) -> float:
-    """Messages per second, B -> A, reliable."""
-    a, b = _pair(n)
-    try:
-        msgs = [message(i) for i in range(n)]
-        t0 = time.perf_counter()
-        for m in msgs:
-            b.send(m)
-        if not a.done.wait(120):
-            raise RuntimeError(f"only {a.count}/{n} messages arrived")
-        return n / (time.perf_counter() - t0)
-    finally:
-        b.end_all()
-        a.end_all()
-
-
-def mpstore_rtt(rounds: int) -> float:
-    """Median round-trip seconds of a small message."""
-    a, b = _pair(1)
-    a.echo = True
-    try:
-        samples = []
-        for i in range(rounds):
-            b.done.clear()
-            b.count, b.expect = 0, 1
-            t0 = time.perf_counter()
-            b.send(message(i))
-            if not b.done.wait(10):
-                raise RuntimeError("no echo")
-            samples.append(time.perf_counter() - t0)
-        return statistics.median(samples)
-    finally:
-        b.end_all()
-        a.end_all()
-
-
-class _LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 120) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
-def plain_tls(n: int, rounds: int) -> tuple[float, float, float]:
-    """Messages/s (written on the loop; hopped per message) and median RTT over bare asyncio TLS."""
-    server_id, client_id = TlsIdentity(), TlsIdentity()
-    rx, tx = _LoopThread(), _LoopThread()
-    state: dict[str, Any] = {"count": 0, "expect": n, "echo": False}
-    done = threading.Event()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            line = await reader.readline()
-            if not line:
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos, end = 0, len(buf)
+        echo: list[bytes] = []
+        while end - pos >= 4:
+            size = int.from_bytes(buf[pos : pos + 4], "big")
+            if end - pos - 4 < size:
                 break
-            msg = json.loads(line)
-            if state["echo"]:
-                writer.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+            msg = json.loads(buf[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+            if self.count >= self.n:
+                echo.append(_frame(msg))
                 continue
-            state["count"] += 1
-            if state["count"] >= state["expect"]:
-                done.set()
-        writer.close()
+            self.count += 1
+            if self.count == self.n:
+                _say(done=now())
+        del buf[:pos]
+        if echo and self.transport is not None:
+            self.transport.write(b"".join(echo))
 
-    async def serve() -> asyncio.AbstractServer:
-        return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_id.server_context)
 
-    server = rx.run(serve())
-    port = server.sockets[0].getsockname()[1]
+async def _plain_rx(n: int) -> None:
+    from mpstore.transports._lan._tls import TlsIdentity
 
-    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_id.client_context, server_hostname="mpstore"
-        )
+    ident = TlsIdentity()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _PlainReceiver(n), "127.0.0.1", 0, ssl=ident.server_context)
+    _say(port=server.sockets[0].getsockname()[1])
+    await _stdin_line()
+    server.close()
 
-    reader, writer = tx.run(connect())
+
+async def _plain_tx(port: int, n: int, rounds: int) -> None:
+    from mpstore.transports._lan._tls import TlsIdentity
+
+    ident = TlsIdentity()
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ident.client_context, server_hostname="mpstore"
+    )
     msgs = [message(i) for i in range(n)]
-
-    def send(m: Any) -> None:
-        writer.write(json.dumps(m, separators=(",", ":")).encode() + b"\n")
-
-    async def blast() -> None:
-        for k, m in enumerate(msgs):
-            send(m)
-            if k % 256 == 255:
-                await writer.drain()
-
-    # (a) the sender's loop writes every message itself: the bare floor.
-    t0 = time.perf_counter()
-    tx.run(blast())
-    if not done.wait(120):
-        raise RuntimeError("baseline: messages missing")
-    rate_direct = n / (time.perf_counter() - t0)
-
-    # (b) one hop onto the sender's loop per message, as any threaded (sync) app must do.
-    done.clear()
-    state["count"] = 0
-    t0 = time.perf_counter()
+    _say(ready=True)
+    await _stdin_line()  # go
+    t0 = now()
+    batch: list[bytes] = []
+    size = 0
     for m in msgs:
-        tx.loop.call_soon_threadsafe(send, m)
-    if not done.wait(120):
-        raise RuntimeError("baseline: messages missing")
-    rate = n / (time.perf_counter() - t0)
-
-    state["echo"] = True
+        body = json.dumps(m, separators=(",", ":")).encode()
+        batch.append(len(body).to_bytes(4, "big"))
+        batch.append(body)
+        size += 4 + len(body)
+        if size >= 65536:
+            writer.write(b"".join(batch))
+            batch.clear()
+            size = 0
+            await writer.drain()
+    if batch:
+        writer.write(b"".join(batch))
+        await writer.drain()
+    _say(start=t0, sent=now())
+    await _stdin_line()  # rtt
     samples = []
     for i in range(rounds):
-
-        async def ping(i: int = i) -> None:
-            send(message(i))
-            json.loads(await reader.readline())
-
-        t0 = time.perf_counter()
-        tx.run(ping())
-        samples.append(time.perf_counter() - t0)
-
-    async def close() -> None:
-        writer.close()
-
-    tx.run(close())
-
-    async def stop_server() -> None:
-        server.close()
-
-    rx.run(stop_server())
-    rx.stop()
-    tx.stop()
-    return rate_direct, rate, statistics.median(samples)
+        t = now()
+        writer.write(_frame(message(i)))
+        head = await reader.readexactly(4)
+        json.loads(await reader.readexactly(int.from_bytes(head, "big")))
+        samples.append(now() - t)
+    _say(rtt=statistics.median(samples))
+    await _stdin_line()
+    writer.close()
 
 
-def store_figures(edits: int) -> tuple[float, float] | None:
-    """Median one-way latency of a store edit, and replicated edits/s; None without a store."""
-    a, b = _pair(1)
-    try:
-        try:
-            da, db = a.shared_dict("bench"), b.shared_dict("bench")
-        except mpstore.MpstoreError as exc:
-            print(f"  (store figures skipped: {exc})")
-            return None
-        samples = []
-        for i in range(200):
-            key = f"k{i}"
-            t0 = time.perf_counter()
-            db[key] = "v"
-            deadline = t0 + 5
-            while key not in da and time.perf_counter() < deadline:
-                time.sleep(0.0002)
-            samples.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for i in range(edits):
-            db["n"] = str(i)
-        last = str(edits - 1)
-        deadline = t0 + 60
-        while da.get("n") != last and time.perf_counter() < deadline:
-            time.sleep(0.001)
-        rate = edits / (time.perf_counter() - t0)
-        return statistics.median(samples), rate
-    finally:
-        b.end_all()
-        a.end_all()
+# -- children: mpstore ------------------------------------------------------------------------------
+
+
+def _device(name: str, port: int | None, rate: str, **kwargs: Any) -> Any:
+    import mpstore
+    from mpstore.transports.lan import LanTransport
+
+    class Device(mpstore.MultipeerConnectivity):
+        def peer_added(self, peer: Any) -> None:
+            pass
+
+        def peer_removed(self, peer: Any) -> None:
+            pass
+
+        def receive(self, message: Any, from_peer: Any) -> None:
+            self.on_message(message, from_peer)
+
+        def on_message(self, message: Any, from_peer: Any) -> None:
+            pass
+
+    peers = [] if port is None else [("127.0.0.1", port)]
+    transport = LanTransport(host="127.0.0.1", peers=peers, discovery=False, ip_version="v4")
+    return Device(name, "bench", transport=transport, **_rate_kwargs(rate), **kwargs)
+
+
+def _mp_rx(n: int, rate: str) -> None:
+    dev = _device("rx", None, rate)
+    count = [0]
+
+    def on_message(message: Any, from_peer: Any) -> None:
+        if count[0] >= n:
+            dev.send(message, to_peer=from_peer)
+            return
+        count[0] += 1
+        if count[0] == n:
+            _say(done=now())
+
+    dev.on_message = on_message
+    _say(port=dev.transport.address[1])
+    wait_for_eof()
+    dev.end_all()
+
+
+def _mp_tx(port: int, n: int, rounds: int, rate: str) -> None:
+    dev = _device("tx", port, rate)
+    echoed = threading.Event()
+    dev.on_message = lambda message, from_peer: echoed.set()
+    dev.wait_for_peers(1, timeout=60)
+    msgs = [message(i) for i in range(n)]
+    _say(ready=True)
+    sys.stdin.readline()  # go
+    t0 = now()
+    for m in msgs:
+        dev.send(m)
+    _say(start=t0, sent=now())
+    sys.stdin.readline()  # rtt
+    samples = []
+    for i in range(rounds):
+        echoed.clear()
+        t = now()
+        dev.send(message(i))
+        if not echoed.wait(30):
+            raise RuntimeError("no echo")
+        samples.append(now() - t)
+    _say(rtt=statistics.median(samples))
+    wait_for_eof()
+    dev.end_all()
+
+
+def _store_rx(edits: int, lat: int, rate: str) -> None:
+    dev = _device("rx", None, rate)
+    d = dev.shared_dict("bench")
+    seen = [0.0] * lat
+    count = [0]
+
+    def on_change(change: Any) -> None:
+        t = now()
+        for key in change.changes:
+            if key[0] == "l":
+                seen[int(key[3:])] = t
+            elif key[0] == "k":
+                count[0] += 1
+                if count[0] == edits:
+                    _say(done=t)
+
+    sub = d.observe(on_change)
+    _say(port=dev.transport.address[1])
+    for i in range(lat):
+        d.wait_for(lambda s, key=f"lat{i}": key in s, timeout=60)
+        d["ack"] = i
+    _say(seen=seen)
+    wait_for_eof()
+    sub.cancel()
+    dev.end_all()
+
+
+def _store_tx(port: int, edits: int, lat: int, rate: str) -> None:
+    dev = _device("tx", port, rate)
+    d = dev.shared_dict("bench")
+    dev.wait_for_peers(1, timeout=60)
+    time.sleep(0.3)  # let the stores' sync handshake finish
+    _say(ready=True)
+    sys.stdin.readline()  # go
+    sent = []
+    for i in range(lat):
+        sent.append(now())
+        d[f"lat{i}"] = i
+        d.wait_for(lambda s, i=i: s.get("ack") == i, timeout=60)
+    t0 = now()
+    for i in range(edits):
+        d[f"k{i}"] = i
+    _say(sent=sent, start=t0)
+    wait_for_eof()
+    dev.end_all()
+
+
+def child(role: str, args: list[str]) -> None:
+    """Run one child role (called with --child)."""
+    if role == "plain_rx":
+        asyncio.run(_plain_rx(int(args[0])))
+    elif role == "plain_tx":
+        asyncio.run(_plain_tx(int(args[0]), int(args[1]), int(args[2])))
+    elif role == "mp_rx":
+        _mp_rx(int(args[0]), args[1])
+    elif role == "mp_tx":
+        _mp_tx(int(args[0]), int(args[1]), int(args[2]), args[3])
+    elif role == "store_rx":
+        _store_rx(int(args[0]), int(args[1]), args[2])
+    elif role == "store_tx":
+        _store_tx(int(args[0]), int(args[1]), int(args[2]), args[3])
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+# -- the parent ---------------------------------------------------------------------------------------
+
+
+def messages_run(kind: str, n: int, rounds: int) -> tuple[float, float]:
+    """(msgs/s, median RTT s) for 'plain', 'mp-default' or 'mp-off', two fresh processes."""
+    with Children() as kids:
+        if kind == "plain":
+            rx = kids.start(SCRIPT, "plain_rx", n)
+            port = rx.read()["port"]
+            tx = kids.start(SCRIPT, "plain_tx", port, n, rounds)
+        else:
+            rate = kind.split("-", 1)[1]
+            rx = kids.start(SCRIPT, "mp_rx", n, rate)
+            port = rx.read()["port"]
+            tx = kids.start(SCRIPT, "mp_tx", port, n, rounds, rate)
+        tx.read(timeout=120)  # ready
+        tx.tell(cmd="go")
+        start = tx.read(timeout=300)["start"]
+        done = rx.read(timeout=300)["done"]
+        tx.tell(cmd="rtt")
+        rtt = tx.read(timeout=300)["rtt"]
+    return n / (done - start), float(rtt)
+
+
+def _collect(child: Any, keys: set[str], timeout: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while not keys <= out.keys():
+        out.update(child.read(timeout=max(1.0, deadline - time.monotonic())))
+    return out
+
+
+def store_run(kind: str, edits: int, lat: int) -> tuple[float, float]:
+    """(p50 one-way edit latency s, edits/s) for 'mpstore', 'ws-off' or 'ws-on'."""
+    with Children() as kids:
+        if kind == "mpstore":
+            rx = kids.start(SCRIPT, "store_rx", edits, lat, "default")
+            port = rx.read()["port"]
+            tx = kids.start(SCRIPT, "store_tx", port, edits, lat, "default")
+        else:
+            compression = kind.split("-", 1)[1]
+            server = kids.start(WS_SCRIPT, "server", compression)
+            port = server.read()["port"]
+            rx = kids.start(WS_SCRIPT, "reader", port, edits, lat, compression)
+            rx.read(timeout=120)  # synced
+            tx = kids.start(WS_SCRIPT, "writer", port, edits, lat, compression)
+        tx.read(timeout=120)  # ready
+        tx.tell(cmd="go")
+        got_tx = _collect(tx, {"sent", "start"}, 600)
+        got_rx = _collect(rx, {"seen", "done"}, 600)
+    latencies = [b - a for a, b in zip(got_tx["sent"], got_rx["seen"], strict=True)]
+    return statistics.median(latencies), edits / (got_rx["done"] - got_tx["start"])
 
 
 def netns_figures(rounds: int) -> None:
@@ -287,63 +395,113 @@ def netns_figures(rounds: int) -> None:
                             break
                         time.sleep(0.02)
     mine, zc = statistics.median(ours), statistics.median(theirs)
-    print(f"  namespaces, {rounds} rounds x 2 peers:")
+    print(f"namespaces, {rounds} rounds x 2 peers:")
     print(f"  zeroconf register -> found: median {zc * 1000:.0f} ms")
     print(f"  mpstore create -> peer_added: median {mine * 1000:.0f} ms (ratio {mine / zc:.2f})")
 
 
+def _verdict(ok: bool, repeats: int) -> str:
+    if repeats < 3:
+        return "(too few repeats to judge)"
+    return "met (median)" if ok else "NOT met (median)"
+
+
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--messages", type=int, default=50_000)
-    p.add_argument("--rounds", type=int, default=500)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--edits", type=int, default=5_000)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=30_000, help="100-byte messages per run")
+    p.add_argument("--rounds", type=int, default=300, help="round trips per run")
+    p.add_argument("--edits", type=int, default=5_000, help="store edits in the burst")
+    p.add_argument("--latency-edits", type=int, default=200, help="store edits timed one by one")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="2 repeats of small runs")
+    p.add_argument("--no-store", action="store_true", help="app messages only")
     p.add_argument("--netns", action="store_true")
     p.add_argument("--netns-rounds", type=int, default=3)
-    args = p.parse_args()
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args, rest = p.parse_known_args()
+    if args.child:
+        child(args.child, rest)
+        return 0
+    if args.quick:
+        args.messages, args.rounds, args.edits, args.latency_edits, args.repeat = 10_000, 100, 2_000, 50, 2
 
-    print(f"Python {sys.version.split()[0]}, mpstore {mpstore.__version__}, {args.messages} x 100-byte JSON")
-    runs: dict[str, list[float]] = {"direct": [], "hopped": [], "rtt0": [], "mp": [], "rtt": []}
-    for _ in range(args.repeat):  # interleaved, medians reported: the machine may be shared
-        direct, hopped, base_rtt = plain_tls(args.messages, args.rounds)
-        runs["direct"].append(direct)
-        runs["hopped"].append(hopped)
-        runs["rtt0"].append(base_rtt)
-        runs["mp"].append(mpstore_throughput(args.messages))
-        runs["rtt"].append(mpstore_rtt(args.rounds))
-    direct, hopped, base_rtt, rate, rtt = (
-        statistics.median(runs[k]) for k in ("direct", "hopped", "rtt0", "mp", "rtt")
-    )
+    import os
+
+    import mpstore
+
+    engine = os.environ.get("MPSTORE_ENGINE", "default")
     print(
-        f"  medians of {args.repeat} interleaved runs; mpstore/plain-on-loop per run: "
-        + ", ".join(f"{m / d:.2f}" for m, d in zip(runs["mp"], runs["direct"], strict=True))
+        f"Python {sys.version.split()[0]}, mpstore {mpstore.__version__}, store engine {engine}; "
+        f"{args.repeat} interleaved repeats; every figure: two (or three) separate processes on 127.0.0.1"
     )
-    rtt_us, base_us = rtt * 1e6, base_rtt * 1e6
-    print(f"  plain asyncio TLS, written on its loop   : {direct:,.0f} msg/s")
-    print(f"  plain asyncio TLS, one thread hop per msg: {hopped:,.0f} msg/s, RTT median {base_us:.0f} us")
-    print(f"  mpstore LAN (sync send from a thread)    : {rate:,.0f} msg/s, RTT median {rtt_us:.0f} us")
-    print(f"  throughput mpstore / plain-on-loop: {rate / direct:.2f} (target >= 0.70)")
-    print(f"  throughput mpstore / plain-with-hop: {rate / hopped:.2f}")
-    print(f"  RTT ratio mpstore / plain: {rtt / base_rtt:.2f}")
-    base_rate = direct
-    store = store_figures(args.edits)
-    try:
-        from benchmarks._pycrdt_ws import pycrdt_websocket_figures
-    except ImportError as exc:
-        ws = None
-        print(f"  (pycrdt-websocket comparison skipped: {exc})")
-    else:
-        ws = pycrdt_websocket_figures(200, args.edits)
+    print(f"start: {load()}")
+    msg_kinds = ["plain", "mp-default", "mp-off"]
+    store_kinds = [] if args.no_store else ["mpstore", "ws-off", "ws-on"]
+    if store_kinds:
+        try:
+            import pycrdt.websocket  # noqa: F401
+            import websockets  # noqa: F401
+        except ImportError as exc:
+            print(f"(pycrdt-websocket comparison skipped: {exc}; pip install -e '.[bench]')")
+            store_kinds = ["mpstore"]
+    rate = {k: Figure(k, "msg/s") for k in msg_kinds}
+    rtt = {k: Figure(k, "s", higher_is_better=False) for k in msg_kinds}
+    lat = {k: Figure(k, "s", higher_is_better=False) for k in store_kinds}
+    eps = {k: Figure(k, "edits/s") for k in store_kinds}
+    loads: list[float] = []
+    jobs = [("m", k) for k in msg_kinds] + [("s", k) for k in store_kinds]
+    for r in range(args.repeat):
+        order = jobs[r % len(jobs) :] + jobs[: r % len(jobs)]  # rotated: no config always first
+        for what, kind in order:
+            if what == "m":
+                m_rate, m_rtt = messages_run(kind, args.messages, args.rounds)
+                rate[kind].add(m_rate)
+                rtt[kind].add(m_rtt)
+            else:
+                s_lat, s_eps = store_run(kind, args.edits, args.latency_edits)
+                lat[kind].add(s_lat)
+                eps[kind].add(s_eps)
+        loads.append(os.getloadavg()[0])
+        print(f"repeat {r + 1}/{args.repeat} done, {load()}", flush=True)
+    print()
+    print(f"load average (1 min) after each repeat: {', '.join(f'{x:.1f}' for x in loads)}")
+    print(f"\n1. {args.messages:,} x 100-byte JSON app messages, sender process -> receiver process")
+    print(f"   {'':34}{'msgs/s median [min-max]':>34}{'RTT us median [min-max]':>30}")
+    names = {
+        "plain": "plain asyncio TLS (baseline)",
+        "mp-default": "mpstore, default max_message_rate",
+        "mp-off": "mpstore, max_message_rate=None",
+    }
+    for k in msg_kinds:
+        print(f"   {names[k]:34}{rate[k].text():>34}{rtt[k].text(1e6):>30}")
+    for k in ("mp-default", "mp-off"):
+        text, med = ratio_text(rate[k], rate["plain"])
+        rtext, _ = ratio_text(rtt[k], rtt["plain"])
+        note = "paced by the limit"
+        if k == "mp-off":
+            note = f"target >= 0.70x: {_verdict(med >= 0.7, args.repeat)}"
+        print(f"   {names[k]} / plain: msgs/s {text} ({note}); RTT {rtext}")
+    if store_kinds:
         print(
-            f"  pycrdt-websocket (server + 2 clients, wss on loopback): edit latency median "
-            f"{ws[0] * 1e3:.2f} ms, {ws[1]:,.0f} replicated edits/s"
+            f"\n2. replicated store, {args.edits:,}-edit burst of distinct keys; "
+            f"one-way edit latency p50 over {args.latency_edits} acknowledged edits"
         )
-    if store is not None:
-        lat, edits = store
-        print(f"  mpstore store: edit latency median {lat * 1e3:.2f} ms, {edits:,.0f} replicated edits/s")
-        print(f"  (plain TLS RTT/2: {base_rtt * 5e2:.2f} ms; plain TLS messages: {base_rate:,.0f}/s)")
-        if ws is not None:
-            print(f"  mpstore / pycrdt-websocket: latency {lat / ws[0]:.2f}, edits/s {edits / ws[1]:.2f}")
+        print(f"   {'':40}{'edits/s median [min-max]':>30}{'latency p50 ms [min-max]':>30}")
+        snames = {
+            "mpstore": "mpstore (2 processes, defaults)",
+            "ws-off": "pycrdt-websocket, compression off",
+            "ws-on": "pycrdt-websocket, compression on",
+        }
+        for k in store_kinds:
+            print(f"   {snames[k]:40}{eps[k].text():>30}{lat[k].text(1e3, ',.2f'):>30}")
+        for k in store_kinds[1:]:
+            etext, emed = ratio_text(eps["mpstore"], eps[k])
+            ltext, lmed = ratio_text(lat["mpstore"], lat[k])
+            tgt = k == "ws-off"
+            e_note = f" (target >= 15x: {_verdict(emed >= 15, args.repeat)})" if tgt else ""
+            l_note = f" (target <= 0.6x: {_verdict(lmed <= 0.6, args.repeat)})" if tgt else ""
+            print(f"   mpstore / {snames[k]}: edits/s {etext}{e_note}; latency p50 {ltext}{l_note}")
+    print(f"\nend: {load()}")
     if args.netns:
         netns_figures(args.netns_rounds)
     return 0

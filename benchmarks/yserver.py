@@ -48,7 +48,9 @@ def _out(**fields: Any) -> None:
 # -- workers (one process each) -----------------------------------------------------------------
 
 
-def mpstore_worker(role: str, url: str, dialect: str, room: str, lat: int, burst: int) -> None:
+def mpstore_worker(
+    role: str, url: str, dialect: str, room: str, lat: int, burst: int, engine: str | None
+) -> None:
     import mpstore
 
     class Node(mpstore.MultipeerConnectivity):
@@ -58,7 +60,7 @@ def mpstore_worker(role: str, url: str, dialect: str, room: str, lat: int, burst
         def peer_removed(self, peer: Any) -> None:
             pass
 
-    mc = Node(role, "ybench", transport=mpstore.MemoryNetwork())
+    mc = Node(role, "ybench", transport=mpstore.MemoryNetwork(), engine=engine)
     try:
         conn = mc.connect_server(url, "bench", dialect=dialect, document=room)
         conn.wait_synced(30)
@@ -211,9 +213,13 @@ class _Proc:
             self.p.wait()
 
 
-def one_run(impl: str, url: str, dialect: str, room: str, lat: int, burst: int) -> tuple[list[float], float]:
+def one_run(
+    impl: str, url: str, dialect: str, room: str, lat: int, burst: int, engine: str | None
+) -> tuple[list[float], float]:
     base = [sys.executable, __file__, "--worker", impl, "--url", url, "--dialect", dialect, "--room", room]
     base += ["--latency-edits", str(lat), "--burst", str(burst)]
+    if engine:
+        base += ["--engine", engine]
     reader = _Proc([*base, "--role", "reader"])
     writer = _Proc([*base, "--role", "writer"])
     try:
@@ -243,13 +249,18 @@ def main() -> None:
     ap.add_argument("--latency-edits", type=int, default=60)
     ap.add_argument("--burst", type=int, default=2000)
     ap.add_argument("--dialect", default="y-websocket", choices=["y-websocket", "hocuspocus"])
+    ap.add_argument(
+        "--engine", default=None, help="mpstore's CRDT engine: python or pycrdt (default: its own)"
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--room", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "mpstore":
-        mpstore_worker(args.role, args.url, args.dialect, args.room, args.latency_edits, args.burst)
+        mpstore_worker(
+            args.role, args.url, args.dialect, args.room, args.latency_edits, args.burst, args.engine
+        )
         return
     if args.worker in ("pycrdt", "pycrdt-tx"):
         pycrdt_worker(
@@ -266,7 +277,9 @@ def main() -> None:
     try:
         print(f"load before: {os.getloadavg()[0]:.2f} (1-min), {os.cpu_count()} CPUs")
         node = subprocess.check_output(["node", "--version"], text=True).strip()
-        print(f"{args.dialect} server (Node {node})")
+        from mpstore.engines import load_engine
+
+        print(f"{args.dialect} server (Node {node}); mpstore's engine: {load_engine(args.engine).name}")
         for r in range(args.repeats):
             for impl in impls:
                 samples, rate = one_run(
@@ -276,6 +289,7 @@ def main() -> None:
                     f"bench-{impl}-{r}-{os.getpid()}",
                     args.latency_edits,
                     args.burst,
+                    args.engine,
                 )
                 results[impl][0].append(statistics.median(samples))
                 results[impl][1].append(rate)

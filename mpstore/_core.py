@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +45,9 @@ LINK_BURST = 1 << 20
 #: Above this many bytes queued for a link, reliable senders wait (SendTimeout after
 #: send_timeout) and the store holds its outbox.
 LINK_QUEUE_HIGH = 1 << 20
+#: Application messages from one peer waiting for the ``receive`` callback before we stop
+#: reading that peer's link (its sends then wait: push-back); reading resumes at half of it.
+APP_QUEUE_LIMIT = 256
 #: end_all() waits at most this long (seconds) for store messages to reach connected peers.
 STORE_FLUSH_TIMEOUT = 5.0
 #: Links in their session handshake at once (each holds a socket until handshake_timeout).
@@ -147,8 +150,16 @@ class Node:
         self.peers_snapshot: tuple[PeerID, ...] = ()
         self.blocked: set[str] = set()
         self.peer_rates: dict[str, float] = {}
+        # Application messages handed to the dispatcher and not consumed yet, per peer, and the
+        # links we stopped reading because of them (both shared with the dispatcher thread).
+        self._app_lock = threading.Lock()
+        self._app_queued: dict[str, int] = {}
+        self._app_paused: dict[str, LinkId] = {}
         #: Bytes of reliable messages that user threads posted and the core has not sent yet.
         self.posted = 0
+        #: Stopped at shutdown after the store's last messages left (servers attached to the node,
+        #: such as mpstore.web endpoints); each removes itself when stopped earlier. Core thread.
+        self.attached_servers: list[Callable[[], Awaitable[None]]] = []
 
     # -- life cycle (core thread) -------------------------------------------------------------------
     def start(
@@ -192,6 +203,11 @@ class Node:
         if self._closed:
             return
         await self._flush_store()
+        for stop in list(self.attached_servers):
+            try:
+                await stop()
+            except Exception:
+                log.exception("stopping an attached server failed")
         if self.presence is not None:
             self.presence.close()  # our state's removal goes out before the goodbyes
         if self.files is not None:  # so peers hear why transfers end before our goodbye
@@ -339,6 +355,23 @@ class Node:
             with self.changed:
                 self.posted -= len(payload)
                 self.changed.notify_all()
+
+    def app_consumed(self, peer_id: str) -> None:
+        """Dispatcher thread: one application message of ``peer_id`` was handed to receive."""
+        with self._app_lock:
+            queued = self._app_queued.get(peer_id, 1) - 1
+            if queued > 0:
+                self._app_queued[peer_id] = queued
+            else:
+                self._app_queued.pop(peer_id, None)
+            link = self._app_paused.get(peer_id) if queued <= APP_QUEUE_LIMIT // 2 else None
+            if link is not None:
+                del self._app_paused[peer_id]
+        if link is not None and not self.runtime.closed:
+            try:
+                self.runtime.post(self.transport.pause_reading, link, False)
+            except Exception:
+                pass
 
     def send_to_peer(self, peer: PeerID, kind: int, payload: bytes) -> None:
         """Send one reliable message to one connected peer (used by the store)."""
@@ -651,7 +684,18 @@ class Node:
                     peer,
                 )
                 return
-            self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload)
+            with self._app_lock:
+                queued = self._app_queued[peer.id] = self._app_queued.get(peer.id, 0) + 1
+                pause = queued >= APP_QUEUE_LIMIT and peer.id not in self._app_paused
+                if pause:
+                    link = self.peers[peer.id][1] if peer.id in self.peers else None
+                    if link is not None:
+                        self._app_paused[peer.id] = link
+                    else:
+                        pause = False
+            self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload, self)
+            if pause:
+                self.transport.pause_reading(self._app_paused[peer.id], True)
         elif event.kind == Kind.PRESENCE and self.presence is not None:
             self.presence.message(peer, event.payload, event.reliable)
         elif event.kind == Kind.STORE and self.store is not None:
@@ -742,16 +786,22 @@ def _call_owner(owner_ref: weakref.ref[Any], method: str, *args: Any) -> None:
         getattr(owner, method)(*args)
 
 
-def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes) -> None:
-    owner = owner_ref()
-    if owner is None:
-        return
+def _deliver_app(
+    owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node: Node | None = None
+) -> None:
     try:
-        message = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        log.warning("dropping a message from %r that is not UTF-8 JSON", peer)
-        return
-    owner.receive(message, peer)
+        owner = owner_ref()
+        if owner is None:
+            return
+        try:
+            message = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            log.warning("dropping a message from %r that is not UTF-8 JSON", peer)
+            return
+        owner.receive(message, peer)
+    finally:
+        if node is not None:
+            node.app_consumed(peer.id)
 
 
 def _ask_accept(

@@ -40,6 +40,8 @@ __all__ = ["FileLimits", "FileManager", "FileTransfer", "hash_file"]
 log = logging.getLogger("mpstore.files")
 
 _BURST = 2
+#: Received files served to other peers at once (the oldest stop being served first).
+_MAX_RECEIVED_SERVED = 1024
 _READ = 1024 * 1024
 
 
@@ -224,6 +226,7 @@ class _Blob:
     hashes: list[bytes]
     size: int
     mtime_ns: int
+    received: bool = False
 
 
 class _Incoming:
@@ -247,6 +250,7 @@ class _Outgoing:
         self.handle = handle
         self.state = dict.fromkeys(peers, "offered")
         self.lost_at: dict[str, float] = {}
+        self.lost_from: dict[str, str] = {}  # the state a lost peer was in: offered or active
 
 
 class FileManager:
@@ -267,10 +271,32 @@ class FileManager:
         self._closed = False
 
     # -- blobs ------------------------------------------------------------------------------------
-    def register(self, path: str, ref: F.FileRef, hashes: list[bytes]) -> None:
-        """Serve ``path`` as the bytes of ``ref`` from now on."""
+    def register(self, path: str, ref: F.FileRef, hashes: list[bytes], *, received: bool = False) -> None:
+        """Serve ``path`` as the bytes of ``ref`` from now on.
+
+        Files we received are served too, but only the latest ``_MAX_RECEIVED_SERVED`` of them
+        (each costs 32 bytes of memory per chunk); files shared or sent on purpose stay.
+        """
         st = os.stat(path)
-        self._blobs[ref.sha256] = _Blob(os.path.abspath(path), ref, hashes, st.st_size, st.st_mtime_ns)
+        old = self._blobs.pop(ref.sha256, None)
+        if old is not None and not old.received:
+            received = False
+        blob = _Blob(os.path.abspath(path), ref, hashes, st.st_size, st.st_mtime_ns, received)
+        self._blobs[ref.sha256] = blob
+        if received:
+            served = [sha for sha, b in self._blobs.items() if b.received]
+            for sha in served[: max(0, len(served) - _MAX_RECEIVED_SERVED)]:
+                self.unregister(sha)
+
+    def unregister(self, sha: str) -> bool:
+        """Stop serving the file with that SHA-256; False if it was not served."""
+        blob = self._blobs.pop(sha, None)
+        f = self._open.pop(sha, None)
+        if f is not None:
+            f.close()
+        for peer in list(self._queues):
+            self._drop_queue(peer, sha)
+        return blob is not None
 
     def local_path(self, sha: str) -> str | None:
         """The path of a file we hold with that SHA-256, if unchanged."""
@@ -292,8 +318,14 @@ class FileManager:
         out = _Outgoing(handle, [p.id for p in peers])
         self._out[xid] = out
         payload = F.encode_offer(xid, ref)
+        now = time.monotonic()
         for peer in peers:
-            self._send(peer.id, payload)
+            if peer.id in self.node.peers:
+                self._send(peer.id, payload)
+            else:  # it left while the file was hashed: offered when it is back
+                out.state[peer.id] = "lost"
+                out.lost_at[peer.id] = now
+                out.lost_from[peer.id] = "offered"
         return handle
 
     def _out_for(self, peer: str, sha: str) -> _Outgoing | None:
@@ -433,7 +465,7 @@ class FileManager:
         inc.file.close()
         final = self._place(inc)
         inc.handle.path = final
-        self.register(final, inc.fetch.ref, list(inc.fetch.hashes or []))
+        self.register(final, inc.fetch.ref, list(inc.fetch.hashes or []), received=True)
         self._finish_fetch(inc, None)
 
     def _place(self, inc: _Incoming) -> str:
@@ -516,8 +548,13 @@ class FileManager:
             self._run(inc, inc.fetch.peer_up(peer.id, now))
         for out in self._out.values():
             if out.state.get(peer.id) == "lost":
-                out.state[peer.id] = "active"
                 out.lost_at.pop(peer.id, None)
+                if out.lost_from.pop(peer.id, "active") == "offered":
+                    # It never started pulling (it may not even have seen the offer): offer again.
+                    out.state[peer.id] = "offered"
+                    self._send(peer.id, F.encode_offer(out.handle.xid, out.handle.ref))
+                else:  # it keeps its partial file and asks for the missing chunks itself
+                    out.state[peer.id] = "active"
 
     def peer_removed(self, peer: PeerID) -> None:
         """A peer left: its queue goes, fetches switch source or wait, pushes to it wait."""
@@ -531,6 +568,7 @@ class FileManager:
             self._run(inc, inc.fetch.peer_down(peer.id, now))
         for out in self._out.values():
             if out.state.get(peer.id) in ("offered", "active"):
+                out.lost_from[peer.id] = out.state[peer.id]
                 out.state[peer.id] = "lost"
                 out.lost_at[peer.id] = now
 
@@ -643,6 +681,8 @@ class FileManager:
         xid = body.get("x", "")
         if not xid or (peer.id, xid) in self._offers:
             return
+        if any(i.push_from == peer.id and i.handle.xid == xid for i in self._fetches):
+            return  # offered again after a lost link, but we are already resuming it
         try:
             ref = F.FileRef.from_value(body.get("ref"), max_size=self.limits.max_file_size)
         except ValueError as exc:

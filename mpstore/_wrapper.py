@@ -202,6 +202,16 @@ class MultipeerConnectivity:
         self._runtime.call(files.register, os.fspath(path), ref, hashes)
         return ref.to_value()
 
+    def unshare_file(self, token: Any) -> bool:
+        """Stop serving a file shared, sent or received (its token); False if it was not served."""
+        self._check_open()
+        try:
+            ref = FileRef.from_value(token)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        result: bool = self._runtime.call(self._files().unregister, ref.sha256)
+        return result
+
     def fetch_file(self, token: Any, folder: str | os.PathLike[str] | None = None) -> FileTransfer:
         """Get the bytes of a shared file (its token) from any connected peer that has them.
 

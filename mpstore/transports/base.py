@@ -96,6 +96,12 @@ class Transport(abc.ABC):
     async def aclose(self) -> None:
         """Close every link and release everything; no ``link_*`` callback comes after it returns."""
 
+    def pause_reading(self, link: LinkId, paused: bool) -> None:
+        """Stop (True) or resume (False) taking frames from ``link``, so that a peer whose
+        messages the application has not consumed yet is pushed back (its sends then wait).
+        Transports that cannot pause a link ignore it."""
+        return None
+
     def channel_binding(self, link: LinkId) -> bytes:
         """Bytes that identify this link's secure channel to both ends (e.g. a hash of both TLS
         certificates), for binding authentication to the connection; empty when there is none."""

@@ -410,6 +410,17 @@ class LanTransport(Transport):
         conn.write(frame)
         return True
 
+    def pause_reading(self, link: LinkId, paused: bool) -> None:
+        """Stop or resume reading the socket of ``link`` (TCP then pushes back on the peer)."""
+        conn = self._links.get(link)  # type: ignore[call-overload]
+        transport = getattr(conn, "_transport", None)
+        if conn is None or transport is None or transport.is_closing():
+            return
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
     def close_link(self, link: LinkId, reason: str = "closed") -> None:
         """Close one link after flushing what was queued; link_down follows."""
         conn = self._links.get(link)  # type: ignore[call-overload]

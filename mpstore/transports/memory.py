@@ -37,7 +37,18 @@ _RETRY_MAX = 2.0
 class _Link:
     """One link between two transports, as seen by the network."""
 
-    __slots__ = ("a", "b", "broken", "ids", "inbox", "last_at", "open_on", "opened_at", "waiting")
+    __slots__ = (
+        "a",
+        "b",
+        "broken",
+        "ids",
+        "inbox",
+        "last_at",
+        "open_on",
+        "opened_at",
+        "paused",
+        "waiting",
+    )
 
     def __init__(self, a: MemoryTransport, b: MemoryTransport, ids: tuple[int, int]) -> None:
         self.a, self.b = a, b
@@ -50,6 +61,7 @@ class _Link:
             b: deque(),
         }
         self.waiting = {a: False, b: False}
+        self.paused = {a: False, b: False}  # this side stopped reading (pause_reading)
         self.opened_at = time.monotonic()
 
     def other(self, side: MemoryTransport) -> MemoryTransport:
@@ -274,6 +286,18 @@ class MemoryTransport(Transport):
         network._carry(entry, self, bytes(frame))
         return True
 
+    def pause_reading(self, link: LinkId, paused: bool) -> None:
+        """Stop or resume delivering frames of ``link``; the sender's side is told the link is
+        not writable meanwhile (as a full socket buffer would tell it)."""
+        entry = self._links.get(link)  # type: ignore[call-overload]
+        if entry is None or entry.paused[self] == paused:
+            return
+        entry.paused[self] = paused
+        other = entry.other(self)
+        other._post(other._report_writable, entry, not paused)
+        if not paused and not entry.waiting[self]:
+            self._drain(entry)
+
     def close_link(self, link: LinkId, reason: str = "closed") -> None:
         """Close one link; the other end learns it after the frames already sent."""
         entry = self._links.get(link)  # type: ignore[call-overload]
@@ -315,12 +339,17 @@ class MemoryTransport(Transport):
         if not link.waiting[self]:
             self._drain(link)
 
+    def _report_writable(self, link: _Link, writable: bool) -> None:
+        link_id = link.ids[self]
+        if link_id in self._links and self._listener is not None:
+            self._listener.link_writable(link_id, writable)
+
     def _drain(self, link: _Link) -> None:
         # Frames leave the inbox strictly in arrival order, each no earlier than its time.
         assert self._loop is not None
         inbox = link.inbox[self]
         link.waiting[self] = False
-        while inbox:
+        while inbox and not link.paused[self]:
             at, frame = inbox[0]
             delay = at - time.monotonic()
             if delay > 0:

@@ -65,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
         token = new_token()
     mc = _Board(args.name, args.service, transport=_transport(args), secret=args.secret)
     try:
-        endpoint = serve(mc, host=args.host, port=args.port, token=token)
+        try:
+            endpoint = serve(mc, host=args.host, port=args.port, token=token)
+        except OSError as exc:
+            print(f"mpstore whiteboard: cannot serve on {args.host}:{args.port}: {exc.strerror or exc}"
+                  " (--port 0 picks a free port)", file=sys.stderr)
+            return 2
         try:
             url = endpoint.url(board=args.board)
             where = "in-memory network: pages only" if args.memory else f"LAN service {args.service!r}"

@@ -408,3 +408,60 @@ def test_a_full_disk_fails_the_transfer_on_both_sides_and_removes_the_partial_fi
     with pytest.raises(mpstore.TransferFailed, match=r"Bob: failed: .*No space left"):
         handle.wait(timeout=10)
     assert files_in(inbox) == [] and bob.received == []
+
+
+def test_an_unshared_file_is_no_longer_served(peers: Any, tmp_path: Path) -> None:
+    ann, bob, inbox = _pair(peers, tmp_path, file_limits=mpstore.FileLimits(resume_timeout=0.5))
+    src = tmp_path / "private.txt"
+    make_file(src, 1000)
+    token = ann.share_file(src)
+    assert ann.unshare_file(token) is True and ann.unshare_file(token) is False
+    with pytest.raises(mpstore.TransferFailed, match="no peer with the file"):
+        bob.fetch_file(token, inbox).wait(timeout=10)
+
+
+def test_received_files_served_to_others_are_bounded(peers: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from mpstore import _filenode
+
+    monkeypatch.setattr(_filenode, "_MAX_RECEIVED_SERVED", 2)
+    ann, bob, _inbox = _pair(peers, tmp_path)
+    tokens = []
+    for i in range(4):
+        src = tmp_path / f"f{i}.bin"
+        make_file(src, 100 + i)
+        ann.send_file(src).wait(timeout=10)
+        tokens.append(ann.share_file(src))
+    wait_until(lambda: len(bob.received) == 4)
+    served = bob._runtime.call(lambda: set(bob._node.files._blobs))
+    assert served == {t["sha256"] for t in tokens[2:]}  # the two latest
+
+
+def test_an_offer_lost_with_the_link_before_the_answer_is_made_again(
+    peers: Any, net: mpstore.MemoryNetwork, tmp_path: Path
+) -> None:
+    import threading
+
+    ann, bob, inbox = _pair(peers, tmp_path)
+    asked: list[Any] = []
+    link_gone = threading.Event()
+
+    def slow_accept(transfer: Any, from_peer: Any) -> Any:
+        asked.append(transfer)
+        if len(asked) == 1:
+            link_gone.wait(10)  # the link goes while Bob thinks
+        return str(inbox)
+
+    bob.accept_file = slow_accept  # type: ignore[method-assign]
+    src = tmp_path / "a.bin"
+    digest = make_file(src, 300 * 1024)
+    handle = ann.send_file(src)
+    wait_until(lambda: len(asked) == 1, timeout=10)
+    net.partition([ann], [bob])
+    wait_until(lambda: not ann.get_peers() and not bob.get_peers(), timeout=10)
+    link_gone.set()
+    wait_until(lambda: asked[0].done, timeout=10)
+    net.heal()
+    handle.wait(timeout=30)  # offered again once Bob is back, and accepted
+    assert asked[0].state == "failed" and len(asked) == 2
+    wait_until(lambda: len(bob.received) == 1)
+    assert sha_of(bob.received[0].path) == digest and files_in(inbox) == ["a.bin"]

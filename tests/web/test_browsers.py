@@ -268,8 +268,12 @@ def test_cursors_travel_as_presence_and_go_when_the_page_closes(browser: Any) ->
             a.mouse.move(box["x"] + 250, box["y"] + 150)
             label = b.locator(".cursor span", has_text="ann")
             label.wait_for(timeout=20_000)
-            cursor = b.locator(".cursor", has_text="ann")
-            assert cursor.evaluate("el => [parseInt(el.style.left), parseInt(el.style.top)]") == [250, 150]
+            # The cursor elements are redrawn every frame: read them inside the page, in one go.
+            at = wait_until(b, """() => {
+              const el = Array.from(document.querySelectorAll('.cursor')).find(e => e.textContent === 'ann')
+              return el && [parseInt(el.style.left), parseInt(el.style.top)]
+            }""")
+            assert at == [250, 150]
             # The Python peer sees the page as one more presence (named after state.user.name).
             def ann_state() -> Any:
                 return next((s for p, s in pure.presence.states().items() if p.display_name == "ann"), None)

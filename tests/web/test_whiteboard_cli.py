@@ -102,3 +102,18 @@ def test_whiteboard_command_serves_the_page_to_a_browser_and_a_lan_peer(browser:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_busy_port_is_one_clear_line_and_status_2() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "mpstore", "whiteboard", "--memory", "--port", str(port)],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )
+    assert done.returncode == 2
+    assert "cannot serve on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
