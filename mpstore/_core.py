@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -157,6 +157,9 @@ class Node:
         self._app_paused: dict[str, LinkId] = {}
         #: Bytes of reliable messages that user threads posted and the core has not sent yet.
         self.posted = 0
+        #: Stopped at shutdown after the store's last messages left (servers attached to the node,
+        #: such as mpstore.web endpoints); each removes itself when stopped earlier. Core thread.
+        self.attached_servers: list[Callable[[], Awaitable[None]]] = []
 
     # -- life cycle (core thread) -------------------------------------------------------------------
     def start(
@@ -200,6 +203,11 @@ class Node:
         if self._closed:
             return
         await self._flush_store()
+        for stop in list(self.attached_servers):
+            try:
+                await stop()
+            except Exception:
+                log.exception("stopping an attached server failed")
         if self.presence is not None:
             self.presence.close()  # our state's removal goes out before the goodbyes
         if self.files is not None:  # so peers hear why transfers end before our goodbye
@@ -778,7 +786,9 @@ def _call_owner(owner_ref: weakref.ref[Any], method: str, *args: Any) -> None:
         getattr(owner, method)(*args)
 
 
-def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node: Node) -> None:
+def _deliver_app(
+    owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node: Node | None = None
+) -> None:
     try:
         owner = owner_ref()
         if owner is None:
@@ -790,7 +800,8 @@ def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node
             return
         owner.receive(message, peer)
     finally:
-        node.app_consumed(peer.id)
+        if node is not None:
+            node.app_consumed(peer.id)
 
 
 def _ask_accept(

@@ -250,6 +250,7 @@ class _Outgoing:
         self.handle = handle
         self.state = dict.fromkeys(peers, "offered")
         self.lost_at: dict[str, float] = {}
+        self.lost_from: dict[str, str] = {}  # the state a lost peer was in: offered or active
 
 
 class FileManager:
@@ -317,8 +318,14 @@ class FileManager:
         out = _Outgoing(handle, [p.id for p in peers])
         self._out[xid] = out
         payload = F.encode_offer(xid, ref)
+        now = time.monotonic()
         for peer in peers:
-            self._send(peer.id, payload)
+            if peer.id in self.node.peers:
+                self._send(peer.id, payload)
+            else:  # it left while the file was hashed: offered when it is back
+                out.state[peer.id] = "lost"
+                out.lost_at[peer.id] = now
+                out.lost_from[peer.id] = "offered"
         return handle
 
     def _out_for(self, peer: str, sha: str) -> _Outgoing | None:
@@ -541,8 +548,13 @@ class FileManager:
             self._run(inc, inc.fetch.peer_up(peer.id, now))
         for out in self._out.values():
             if out.state.get(peer.id) == "lost":
-                out.state[peer.id] = "active"
                 out.lost_at.pop(peer.id, None)
+                if out.lost_from.pop(peer.id, "active") == "offered":
+                    # It never started pulling (it may not even have seen the offer): offer again.
+                    out.state[peer.id] = "offered"
+                    self._send(peer.id, F.encode_offer(out.handle.xid, out.handle.ref))
+                else:  # it keeps its partial file and asks for the missing chunks itself
+                    out.state[peer.id] = "active"
 
     def peer_removed(self, peer: PeerID) -> None:
         """A peer left: its queue goes, fetches switch source or wait, pushes to it wait."""
@@ -556,6 +568,7 @@ class FileManager:
             self._run(inc, inc.fetch.peer_down(peer.id, now))
         for out in self._out.values():
             if out.state.get(peer.id) in ("offered", "active"):
+                out.lost_from[peer.id] = out.state[peer.id]
                 out.state[peer.id] = "lost"
                 out.lost_at[peer.id] = now
 
@@ -668,6 +681,8 @@ class FileManager:
         xid = body.get("x", "")
         if not xid or (peer.id, xid) in self._offers:
             return
+        if any(i.push_from == peer.id and i.handle.xid == xid for i in self._fetches):
+            return  # offered again after a lost link, but we are already resuming it
         try:
             ref = F.FileRef.from_value(body.get("ref"), max_size=self.limits.max_file_size)
         except ValueError as exc:

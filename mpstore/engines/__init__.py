@@ -41,7 +41,7 @@ def _load(name: str) -> Engine:
         except ImportError as exc:
             raise EngineUnavailable(
                 f"the pure-Python store engine failed to import ({exc}): every mpstore ships it, so "
-                "this installation is damaged; reinstall mpstore"
+                "this installation is damaged; reinstall it (`pip install --force-reinstall mpstore`)"
             ) from exc
         engine = module.PythonEngine()
         return engine

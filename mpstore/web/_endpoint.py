@@ -153,14 +153,20 @@ class Endpoint:
         return self._server.connections
 
     def close(self) -> None:
-        """Close every page and stop listening; idempotent (also fine after end_all())."""
+        """Close every page and stop listening; idempotent. ``mc.end_all()`` also closes it."""
         if self._closed:
             return
         self._closed = True
         try:
-            self._mc._runtime.call_async(self._server.stop(), timeout=15)
+            self._mc._runtime.call_async(self._stop(), timeout=15)
         except Closed:
             pass
+
+    async def _stop(self) -> None:
+        node = self._mc._node
+        if self._stop in node.attached_servers:
+            node.attached_servers.remove(self._stop)
+        await self._server.stop()
 
     def __enter__(self) -> Endpoint:
         return self
@@ -188,6 +194,7 @@ def serve(
     from ``allowed_origins``, may connect). Any other ``host`` needs ``token``: every request
     must carry it as ``?token=...`` (for a WebsocketProvider, ``params: {token}``). With
     ``whiteboard`` the page is served at ``/`` and the value module at ``/mpstore-values.js``.
+    It stops with ``close()`` or, at the latest, with ``mc.end_all()``.
     """
     if token is None and not is_loopback(host):
         raise ConfigurationError(f"serving {host} lets other machines in: pass token=mpstore.web.new_token()")
@@ -204,5 +211,11 @@ def serve(
         allowed_origins=allowed_origins,
     )
     mc._check_open()
-    mc._runtime.call_async(server.start(), timeout=15)
-    return Endpoint(mc, server)
+    endpoint = Endpoint(mc, server)
+
+    async def start() -> None:
+        await server.start()
+        mc._node.attached_servers.append(endpoint._stop)
+
+    mc._runtime.call_async(start(), timeout=15)
+    return endpoint

@@ -434,3 +434,34 @@ def test_received_files_served_to_others_are_bounded(peers: Any, tmp_path: Path,
     wait_until(lambda: len(bob.received) == 4)
     served = bob._runtime.call(lambda: set(bob._node.files._blobs))
     assert served == {t["sha256"] for t in tokens[2:]}  # the two latest
+
+
+def test_an_offer_lost_with_the_link_before_the_answer_is_made_again(
+    peers: Any, net: mpstore.MemoryNetwork, tmp_path: Path
+) -> None:
+    import threading
+
+    ann, bob, inbox = _pair(peers, tmp_path)
+    asked: list[Any] = []
+    link_gone = threading.Event()
+
+    def slow_accept(transfer: Any, from_peer: Any) -> Any:
+        asked.append(transfer)
+        if len(asked) == 1:
+            link_gone.wait(10)  # the link goes while Bob thinks
+        return str(inbox)
+
+    bob.accept_file = slow_accept  # type: ignore[method-assign]
+    src = tmp_path / "a.bin"
+    digest = make_file(src, 300 * 1024)
+    handle = ann.send_file(src)
+    wait_until(lambda: len(asked) == 1, timeout=10)
+    net.partition([ann], [bob])
+    wait_until(lambda: not ann.get_peers() and not bob.get_peers(), timeout=10)
+    link_gone.set()
+    wait_until(lambda: asked[0].done, timeout=10)
+    net.heal()
+    handle.wait(timeout=30)  # offered again once Bob is back, and accepted
+    assert asked[0].state == "failed" and len(asked) == 2
+    wait_until(lambda: len(bob.received) == 1)
+    assert sha_of(bob.received[0].path) == digest and files_in(inbox) == ["a.bin"]

@@ -283,7 +283,7 @@ def test_a_flooding_peer_does_not_stop_the_others_converging(netns_lan: Callable
             [m for f, m in inbox if f == n] == [[n, k] for k in range(rounds)] for n in names if n != names[i]
         )
 
-    wait_for(lambda: all(delivered(i) for i in range(3)), 20, interval=0.5, what="members' messages")
+    wait_for(lambda: all(delivered(i) for i in range(3)), 45, interval=0.5, what="members' messages")
     result = flood.call("flood_wait", timeout=20)
     assert result["sent"] > 20_000, result  # it really did flood, faster than the limit
     cut_off = 0

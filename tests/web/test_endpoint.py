@@ -121,3 +121,26 @@ def test_a_yjs_client_reads_exact_values(host: Any) -> None:
         assert decode_value(entries["v"]) == sample
     finally:
         endpoint.close()
+
+
+def test_end_all_stops_the_endpoint_and_frees_its_port() -> None:
+    import socket
+
+    mc = mpstore.MultipeerConnectivity("host", "board", transport=mpstore.MemoryNetwork())
+    endpoint = serve(mc, whiteboard=False)
+    port = endpoint.port
+
+    async def connected_then_dropped() -> int | None:
+        async with connect(f"ws://127.0.0.1:{port}/s") as ws:
+            await ws.recv()  # our step 1
+            await asyncio.to_thread(mc.end_all)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(connected_then_dropped()) == 1001
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))  # free again
+    endpoint.close()  # idempotent after end_all
