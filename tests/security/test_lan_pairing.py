@@ -66,8 +66,21 @@ def test_a_forged_preface_and_accept_never_kick_a_live_link(secret: str | None) 
                 raw.close()
             return kicks
 
+        async def takeover() -> list[Any]:
+            # Then the whole hello under the smaller peer's id (what took over its identity).
+            raw = await RawPeer.connect(_address(large), peer_id=small.my_peer.id)
+            assert await raw.link(SERVICE)
+            session = raw.session(derive_key("a guess", SERVICE) if secret else None, name="Mal")
+            events = await raw.drive(session, lambda ev: False, timeout=2.0)
+            raw.close()
+            return events
+
+        asked_before = list(large.asked)
         _run(attack())
+        events = _run(takeover())
         time.sleep(0.5)
+        assert not any(isinstance(e, PeerOpened) for e in events)
+        assert large.asked == asked_before  # the claim never even reached accept_peer
         assert large.names("removed") == [] and small.names("removed") == []
         assert [p.display_name for p in large.get_peers()] == [small.my_peer.display_name]
         large.send({"still": "here"})
