@@ -642,14 +642,27 @@ class Participant:
         self._manager._post(lambda: self._manager._detach(self))
 
     # core thread
+    def _open(self) -> bool:
+        if self._can_send is None:
+            return True
+        try:
+            return bool(self._can_send())
+        except Exception:
+            log.exception("can_send of %r raised; detaching it", self)
+            self._manager._detach(self)
+            return False
+
     def _deliver(self, message: bytes) -> None:
-        if self._queue or (self._can_send is not None and not self._can_send()):
-            self._queue.append(message)
+        if not self.attached:
+            return
+        if self._queue or not self._open():
+            if self.attached:
+                self._queue.append(message)
             return
         self._call_send(message)
 
     def _drain(self) -> None:
-        while self.attached and self._queue and (self._can_send is None or self._can_send()):
+        while self.attached and self._queue and self._open():
             self._call_send(self._queue.popleft())
 
     def _call_send(self, message: bytes) -> None:

@@ -28,6 +28,8 @@ python -m pytest -q "$@"
 
 echo "== the store and examples on the pycrdt engine (the pure engine is the default)"
 MPSTORE_ENGINE=pycrdt python -m pytest -q -p no:cacheprovider tests/store tests/engines tests/examples
+echo "== Yjs servers with the store on the pycrdt engine"
+MPSTORE_ENGINE=pycrdt python -m pytest -q -p no:cacheprovider tests/yserver/test_loopback.py -k "two_groups or node_yjs or kill"
 
 echo "== Pythonista profile"
 py310=""

@@ -47,3 +47,5 @@ ops = st.one_of(
 def test_fault_schedules_lose_nothing(engines: list[str], schedule: list[tuple[Any, ...]], seed: int) -> None:
     outcome = run(engines, schedule, seed=seed)
     assert not outcome.violations, outcome.violations
+    # issue 10 part 4: a key only its writer writes never vanishes or goes back elsewhere
+    assert not outcome.own_regressions, outcome.own_regressions

@@ -205,3 +205,21 @@ def test_detached_participant_gets_nothing_and_bad_input_is_dropped() -> None:
     a.store()["y"] = 2
     assert y.received == []
     y.participant.detach()  # idempotent
+
+
+def test_a_failing_participant_is_detached_and_peers_still_get_everything() -> None:
+    net = FakeNet()
+    a, b = net.add("A"), net.add("B")
+    net.connect(a, b)
+    net.pump()
+
+    def broken() -> bool:
+        raise RuntimeError("socket gone")
+
+    p = a.manager.attach_participant("s", lambda m: None, can_send=lambda: True)
+    p.receive(pycrdt.create_sync_message(pycrdt.Doc()))  # its step 1: updates flow to it now
+    p._can_send = broken  # fails from now on
+    a.store()["x"] = 1  # the same flush carries the peer's update and the participant's
+    net.pump()
+    assert b.store().to_dict() == {"x": 1}
+    assert not p.attached
