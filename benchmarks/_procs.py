@@ -53,11 +53,22 @@ def free_ports(n: int) -> list[int]:
 class Child:
     """One child process: ``python <script> --child <role> <args...>``; JSON lines both ways."""
 
-    def __init__(self, script: str, role: str, *args: Any, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        script: str,
+        role: str,
+        *args: Any,
+        env: dict[str, str] | None = None,
+        profile: str | None = None,
+    ) -> None:
         self.role = role
         self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the child)
+        cmd = [sys.executable, script, "--child", role, *map(str, args)]
+        if profile:  # sampled by py-spy (every thread, idle excluded) into a collapsed-stack file
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            cmd = [spy, "record", "--threads", "--format", "raw", "-r", "250", "-o", profile, "--", *cmd]
         self.proc = subprocess.Popen(
-            [sys.executable, script, "--child", role, *map(str, args)],
+            cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
@@ -93,9 +104,13 @@ class Child:
         self.proc.stdin.write(json.dumps(fields) + "\n")
         self.proc.stdin.flush()
 
-    def _stderr(self) -> str:
+    def stderr_tail(self, size: int = 20000) -> str:
+        """The end of what the child wrote on stderr so far."""
         self._err.seek(0)
-        tail = self._err.read()[-3000:]
+        return self._err.read()[-size:]
+
+    def _stderr(self) -> str:
+        tail = self.stderr_tail(3000)
         return f"; its stderr:\n{tail}" if tail.strip() else ""
 
     def close(self, timeout: float = 20.0) -> None:
@@ -120,8 +135,15 @@ class Children:
     def __init__(self) -> None:
         self.all: list[Child] = []
 
-    def start(self, script: str, role: str, *args: Any, env: dict[str, str] | None = None) -> Child:
-        child = Child(script, role, *args, env=env)
+    def start(
+        self,
+        script: str,
+        role: str,
+        *args: Any,
+        env: dict[str, str] | None = None,
+        profile: str | None = None,
+    ) -> Child:
+        child = Child(script, role, *args, env=env, profile=profile)
         self.all.append(child)
         return child
 
@@ -150,19 +172,20 @@ class Figure:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.values) if self.values else float("nan")
+        xs = [v for v in self.values if v == v]  # NaN: a failed run
+        return statistics.median(xs) if xs else float("nan")
 
     def text(self, scale: float = 1.0, fmt: str = ",.0f") -> str:
-        """'median [min-max]' of the repeats."""
-        if not self.values:
+        """'median [min-max]' of the repeats (failed runs left out)."""
+        xs = [v * scale for v in self.values if v == v]
+        if not xs:
             return "-"
-        xs = [v * scale for v in self.values]
         return f"{statistics.median(xs):{fmt}} [{min(xs):{fmt}}-{max(xs):{fmt}}]"
 
 
 def ratio_text(ours: Figure, base: Figure) -> tuple[str, float]:
     """Median [min-max] of the per-repeat ratios ours/base, and the median."""
-    ratios = [o / b for o, b in zip(ours.values, base.values, strict=True) if b]
+    ratios = [o / b for o, b in zip(ours.values, base.values, strict=True) if b and o == o and b == b]
     if not ratios:
         return "-", float("nan")
     med = statistics.median(ratios)
@@ -172,3 +195,41 @@ def ratio_text(ours: Figure, base: Figure) -> tuple[str, float]:
 def now() -> float:
     """The clock every child stamps with."""
     return time.monotonic()
+
+
+def summarize_profile(path: str, top: int = 12) -> str:
+    """Per thread of a py-spy raw (collapsed) profile: its share of the samples, then the
+    functions with the most samples on top of the stack (self) and anywhere in it (inclusive)."""
+    from collections import Counter
+
+    threads: Counter[str] = Counter()
+    own: dict[str, Counter[str]] = {}
+    incl: dict[str, Counter[str]] = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            frames = stack.split(";")
+            thread, frames = frames[0], frames[1:]
+            n = int(count)
+            threads[thread] += n
+            # "fn (file.py:line)" -> "fn (file.py)": a function, not a line
+            names = [fr.split(":")[0] + ")" if "(" in fr else fr for fr in frames]
+            if names:
+                own.setdefault(thread, Counter())[names[-1]] += n
+            inc = incl.setdefault(thread, Counter())
+            for name in set(names):
+                inc[name] += n
+    total = sum(threads.values()) or 1
+    out = []
+    for thread, n in threads.most_common():
+        if n < total * 0.03:
+            continue
+        out.append(f"  thread {thread}: {100 * n / total:.0f}% of all samples")
+        out.append(
+            "    self:      " + "; ".join(f"{k} {100 * v / n:.0f}%" for k, v in own[thread].most_common(top))
+        )
+        common = [(k, v) for k, v in incl[thread].most_common(top * 3) if v < n * 0.98][:top]
+        out.append("    inclusive: " + "; ".join(f"{k} {100 * v / n:.0f}%" for k, v in common))
+    return "\n".join(out)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import threading
@@ -59,6 +60,11 @@ def message(i: int) -> dict[str, Any]:
     size = len(json.dumps(base, separators=(",", ":")))
     base["pad"] = "x" * (100 - size)
     return base
+
+
+def payload(i: int, size: int) -> Any:
+    """A message whose JSON is exactly ``size`` bytes: ``message(i)`` for 100, else a string."""
+    return message(i) if size == 100 else "x" * (size - 2)
 
 
 def _say(**fields: Any) -> None:
@@ -117,7 +123,7 @@ class _PlainReceiver(asyncio.Protocol):
             self.transport.write(b"".join(echo))
 
 
-async def _plain_rx(n: int) -> None:
+async def _plain_rx(n: int) -> None:  # any message size
     from mpstore.transports._lan._tls import TlsIdentity
 
     ident = TlsIdentity()
@@ -128,14 +134,14 @@ async def _plain_rx(n: int) -> None:
     server.close()
 
 
-async def _plain_tx(port: int, n: int, rounds: int) -> None:
+async def _plain_tx(port: int, n: int, rounds: int, size: int) -> None:
     from mpstore.transports._lan._tls import TlsIdentity
 
     ident = TlsIdentity()
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=ident.client_context, server_hostname="mpstore"
     )
-    msgs = [message(i) for i in range(n)]
+    msgs = [payload(i, size) for i in range(n)]
     _say(ready=True)
     await _stdin_line()  # go
     t0 = now()
@@ -163,7 +169,7 @@ async def _plain_tx(port: int, n: int, rounds: int) -> None:
         head = await reader.readexactly(4)
         json.loads(await reader.readexactly(int.from_bytes(head, "big")))
         samples.append(now() - t)
-    _say(rtt=statistics.median(samples))
+    _say(rtt=statistics.median(samples) if samples else 0.0)
     await _stdin_line()
     writer.close()
 
@@ -207,16 +213,17 @@ def _mp_rx(n: int, rate: str) -> None:
 
     dev.on_message = on_message
     _say(port=dev.transport.address[1])
-    wait_for_eof()
+    while sys.stdin.readline():  # "count": how many arrived (asked when some did not)
+        _say(count=count[0])
     dev.end_all()
 
 
-def _mp_tx(port: int, n: int, rounds: int, rate: str) -> None:
+def _mp_tx(port: int, n: int, rounds: int, rate: str, size: int) -> None:
     dev = _device("tx", port, rate)
     echoed = threading.Event()
     dev.on_message = lambda message, from_peer: echoed.set()
     dev.wait_for_peers(1, timeout=60)
-    msgs = [message(i) for i in range(n)]
+    msgs = [payload(i, size) for i in range(n)]
     _say(ready=True)
     sys.stdin.readline()  # go
     t0 = now()
@@ -232,7 +239,7 @@ def _mp_tx(port: int, n: int, rounds: int, rate: str) -> None:
         if not echoed.wait(30):
             raise RuntimeError("no echo")
         samples.append(now() - t)
-    _say(rtt=statistics.median(samples))
+    _say(rtt=statistics.median(samples) if samples else 0.0)
     wait_for_eof()
     dev.end_all()
 
@@ -286,14 +293,18 @@ def _store_tx(port: int, edits: int, lat: int, rate: str) -> None:
 
 def child(role: str, args: list[str]) -> None:
     """Run one child role (called with --child)."""
+    if os.environ.get("BENCH_LOG"):  # the children's logs on their stderr (shown if one fails)
+        import logging
+
+        logging.basicConfig(level=os.environ["BENCH_LOG"], format="%(asctime)s %(name)s %(message)s")
     if role == "plain_rx":
         asyncio.run(_plain_rx(int(args[0])))
     elif role == "plain_tx":
-        asyncio.run(_plain_tx(int(args[0]), int(args[1]), int(args[2])))
+        asyncio.run(_plain_tx(int(args[0]), int(args[1]), int(args[2]), int(args[3])))
     elif role == "mp_rx":
         _mp_rx(int(args[0]), args[1])
     elif role == "mp_tx":
-        _mp_tx(int(args[0]), int(args[1]), int(args[2]), args[3])
+        _mp_tx(int(args[0]), int(args[1]), int(args[2]), args[3], int(args[4]))
     elif role == "store_rx":
         _store_rx(int(args[0]), int(args[1]), args[2])
     elif role == "store_tx":
@@ -305,25 +316,44 @@ def child(role: str, args: list[str]) -> None:
 # -- the parent ---------------------------------------------------------------------------------------
 
 
-def messages_run(kind: str, n: int, rounds: int) -> tuple[float, float]:
-    """(msgs/s, median RTT s) for 'plain', 'mp-default' or 'mp-off', two fresh processes."""
+def messages_run(
+    kind: str, n: int, rounds: int, size: int = 100, profile: str | None = None
+) -> tuple[float, float]:
+    """(msgs/s, median RTT s) for 'plain', 'mp-default' or 'mp-off', two fresh processes;
+    messages of ``size`` bytes as JSON, round trips with 100-byte ones."""
     with Children() as kids:
         if kind == "plain":
             rx = kids.start(SCRIPT, "plain_rx", n)
             port = rx.read()["port"]
-            tx = kids.start(SCRIPT, "plain_tx", port, n, rounds)
+            tx = kids.start(SCRIPT, "plain_tx", port, n, rounds, size)
         else:
             rate = kind.split("-", 1)[1]
-            rx = kids.start(SCRIPT, "mp_rx", n, rate)
+            log = {"BENCH_LOG": "INFO"}
+            rx = kids.start(SCRIPT, "mp_rx", n, rate, env=log, profile=profile and f"{profile}/mp_rx.txt")
             port = rx.read()["port"]
-            tx = kids.start(SCRIPT, "mp_tx", port, n, rounds, rate)
+            tx_profile = profile and f"{profile}/mp_tx.txt"
+            tx = kids.start(SCRIPT, "mp_tx", port, n, rounds, rate, size, env=log, profile=tx_profile)
         tx.read(timeout=120)  # ready
         tx.tell(cmd="go")
         start = tx.read(timeout=300)["start"]
-        done = rx.read(timeout=300)["done"]
+        try:
+            done = rx.read(timeout=30 + n / 1000)["done"]
+        except RuntimeError:
+            if kind == "plain":
+                raise
+            rx.tell(cmd="count")
+            got = rx.read(timeout=30)["count"]
+            logs = [ln for ln in (rx.stderr_tail() + tx.stderr_tail()).splitlines() if "mpstore" in ln]
+            raise Lost(
+                f"{kind}: {got:,} of {n:,} messages arrived; logs:\n    " + "\n    ".join(logs[-8:])
+            ) from None
         tx.tell(cmd="rtt")
         rtt = tx.read(timeout=300)["rtt"]
     return n / (done - start), float(rtt)
+
+
+class Lost(RuntimeError):
+    """Messages whose send() returned never arrived."""
 
 
 def _collect(child: Any, keys: set[str], timeout: float) -> dict[str, Any]:
@@ -334,13 +364,16 @@ def _collect(child: Any, keys: set[str], timeout: float) -> dict[str, Any]:
     return out
 
 
-def store_run(kind: str, edits: int, lat: int) -> tuple[float, float]:
+def store_run(kind: str, edits: int, lat: int, profile: str | None = None) -> tuple[float, float]:
     """(p50 one-way edit latency s, edits/s) for 'mpstore', 'ws-off' or 'ws-on'."""
     with Children() as kids:
         if kind == "mpstore":
-            rx = kids.start(SCRIPT, "store_rx", edits, lat, "default")
+            rx = kids.start(
+                SCRIPT, "store_rx", edits, lat, "default", profile=profile and f"{profile}/store_rx.txt"
+            )
             port = rx.read()["port"]
-            tx = kids.start(SCRIPT, "store_tx", port, edits, lat, "default")
+            tx_profile = profile and f"{profile}/store_tx.txt"
+            tx = kids.start(SCRIPT, "store_tx", port, edits, lat, "default", profile=tx_profile)
         else:
             compression = kind.split("-", 1)[1]
             server = kids.start(WS_SCRIPT, "server", compression)
@@ -400,6 +433,27 @@ def netns_figures(rounds: int) -> None:
     print(f"  mpstore create -> peer_added: median {mine * 1000:.0f} ms (ratio {mine / zc:.2f})")
 
 
+def profile(folder: str, n: int, edits: int, lat: int) -> int:
+    """Run mpstore's message and store runs under py-spy; print per-thread summaries."""
+    from benchmarks._procs import summarize_profile
+
+    out = Path(folder).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"py-spy, 250 samples/s, every thread (idle excluded); {load()}")
+    m_rate, _ = messages_run("mp-off", n, 100, profile=str(out))
+    plain_rate, _ = messages_run("plain", n, 100)
+    print(f"\n{n:,} x 100-byte messages, rate limit off: {m_rate:,.0f} msgs/s under the profiler")
+    print(f"(plain TLS right after, not profiled: {plain_rate:,.0f} msgs/s)")
+    for role in ("mp_tx", "mp_rx"):
+        print(f"{role} ({out / role}.txt):\n{summarize_profile(str(out / role) + '.txt')}")
+    s_lat, s_eps = store_run("mpstore", edits, lat, profile=str(out))
+    print(f"\nstore: {s_eps:,.0f} edits/s, latency p50 {s_lat * 1e3:.2f} ms under the profiler")
+    for role in ("store_tx", "store_rx"):
+        print(f"{role} ({out / role}.txt):\n{summarize_profile(str(out / role) + '.txt')}")
+    print(f"end: {load()}")
+    return 0
+
+
 def _verdict(ok: bool, repeats: int) -> str:
     if repeats < 3:
         return "(too few repeats to judge)"
@@ -415,6 +469,12 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="2 repeats of small runs")
     p.add_argument("--no-store", action="store_true", help="app messages only")
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="instead of the figures: run mpstore's processes (messages, rate limit off; the store "
+        "latency and burst) under py-spy, keep the profiles in DIR and print where the time goes",
+    )
     p.add_argument("--netns", action="store_true")
     p.add_argument("--netns-rounds", type=int, default=3)
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -424,8 +484,8 @@ def main() -> int:
         return 0
     if args.quick:
         args.messages, args.rounds, args.edits, args.latency_edits, args.repeat = 10_000, 100, 2_000, 50, 2
-
-    import os
+    if args.profile:
+        return profile(args.profile, args.messages, args.edits, args.latency_edits)
 
     import mpstore
 
@@ -449,12 +509,18 @@ def main() -> int:
     lat = {k: Figure(k, "s", higher_is_better=False) for k in store_kinds}
     eps = {k: Figure(k, "edits/s") for k in store_kinds}
     loads: list[float] = []
+    lost: list[str] = []
     jobs = [("m", k) for k in msg_kinds] + [("s", k) for k in store_kinds]
     for r in range(args.repeat):
         order = jobs[r % len(jobs) :] + jobs[: r % len(jobs)]  # rotated: no config always first
         for what, kind in order:
             if what == "m":
-                m_rate, m_rtt = messages_run(kind, args.messages, args.rounds)
+                try:
+                    m_rate, m_rtt = messages_run(kind, args.messages, args.rounds)
+                except Lost as exc:
+                    lost.append(f"repeat {r + 1}: {exc}")
+                    print(f"LOST MESSAGES in repeat {r + 1}: {exc}", flush=True)
+                    m_rate = m_rtt = float("nan")
                 rate[kind].add(m_rate)
                 rtt[kind].add(m_rtt)
             else:
@@ -501,6 +567,10 @@ def main() -> int:
             e_note = f" (target >= 15x: {_verdict(emed >= 15, args.repeat)})" if tgt else ""
             l_note = f" (target <= 0.6x: {_verdict(lmed <= 0.6, args.repeat)})" if tgt else ""
             print(f"   mpstore / {snames[k]}: edits/s {etext}{e_note}; latency p50 {ltext}{l_note}")
+    if lost:
+        print(f"\nruns where messages whose send() returned never arrived ({len(lost)}):")
+        for line in lost:
+            print(f"  {line}")
     print(f"\nend: {load()}")
     if args.netns:
         netns_figures(args.netns_rounds)
