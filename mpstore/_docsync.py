@@ -47,9 +47,10 @@ addressed to a participant id carry one plain y-protocols message each.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -91,6 +92,8 @@ MAX_PEER_ID_BYTES: Final = 128
 MAX_NEIGHBOURS: Final = 4096
 SEEN_IDS: Final = 65536
 MAX_HELD: Final = 4096
+#: Snapshots (step 2 answers) bigger than this go as a stream of parts of about this size.
+STREAM_PART: Final = 512 * 1024
 
 
 class MalformedMessage(ValueError):
@@ -271,6 +274,7 @@ class _Stats:
     forwarded: int = 0
     resyncs: int = 0
     missing_asks: int = 0
+    streams: int = 0
     by_kind: dict[int, int] = field(default_factory=dict)
 
 
@@ -285,9 +289,13 @@ class DocSync:
         max_stores: int = 1024,
         max_message: int = 256 << 20,
         open_doc: Callable[[str], EngineDoc] | None = None,
+        stream_snapshots: bool = False,
     ) -> None:
         self.local_id = local_id
         self._new_doc = new_doc
+        # True: a big step 2 goes into the outbox as an iterator of parts (the caller's outbox
+        # must take iterators, as mpstore/_outbox.py does); False: always whole bytes.
+        self.stream_snapshots = stream_snapshots
         # Given, it makes every store's document instead (saved stores load from disk).
         self._open_doc = open_doc
         self.max_stores = max_stores
@@ -314,13 +322,17 @@ class DocSync:
         # step 2 answering its step 1 has gone out (None once released).
         self.participants: dict[str, str] = {}
         self._p_held: dict[str, list[bytes] | None] = {}
-        self.outbox: list[tuple[str, bytes]] = []
+        # A payload is bytes, or an iterator of payloads made as the link drains (a snapshot
+        # streamed in parts: see _send_diff).
+        self.outbox: list[tuple[str, bytes | Iterator[bytes]]] = []
+        # (peer, store) whose snapshot is arriving in parts: no missing-dependency asks meanwhile.
+        self._streaming: set[tuple[str, str]] = set()
         self.events: list[StoreUpdated] = []
         self.stats = _Stats()
 
     # -- draining
 
-    def take_outbox(self) -> list[tuple[str, bytes]]:
+    def take_outbox(self) -> list[tuple[str, bytes | Iterator[bytes]]]:
         """Return and clear what to send: ``(peer_id, payload)`` in order."""
         out, self.outbox = self.outbox, []
         return out
@@ -336,6 +348,31 @@ class DocSync:
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
         # Whole messages: the outbox (mpstore/_outbox.py) bundles small ones and slices big ones.
         self.outbox.append((peer, payload))
+
+    def _send_diff(self, peer: str, name: str, d: EngineDoc, state_vector: bytes) -> None:
+        """Answer a step 1: one step 2, or for a big diff a stream of parts made lazily as the
+        link drains, sent as y-protocols updates (SYNC, step 2 = update) with the last one a step
+        2, so that neither side blocks long on a large snapshot."""
+        if not self.stream_snapshots:
+            self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, d.encode_diff(state_vector)))
+            return
+        parts = iter(d.encode_diff_parts(state_vector, STREAM_PART))
+        first = next(parts)
+        second = next(parts, None)
+        if second is None:
+            self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, first))
+            return
+        self.stats.sent += 1
+        self.stats.streams += 1
+
+        def stream() -> Iterator[bytes]:
+            current = first
+            for nxt in itertools.chain((second,), parts):
+                yield encode_sync(K_SYNC, name, Y_UPDATE, current)
+                current = nxt
+            yield encode_sync(K_SYNC, name, Y_STEP2, current)
+
+        self.outbox.append((peer, stream()))
 
     def holding(self) -> bool:
         """True while updates wait for a peer's first sync (see ``_held``)."""
@@ -435,6 +472,7 @@ class DocSync:
         self._parts.pop(peer, None)
         for waiting in self._missing_open.values():
             waiting.discard(peer)
+        self._streaming = {k for k in self._streaming if k[0] != peer}
         lost = self.their_neighbours.pop(peer, frozenset())
         self._announce()
         self._resync(lost)
@@ -556,8 +594,7 @@ class DocSync:
             return
         if step == Y_STEP1:
             self._resyncing.discard((peer, name))
-            diff = d.encode_diff(data)
-            self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, diff))
+            self._send_diff(peer, name, d, data)
             for payload in self._held.get(peer, {}).pop(name, ()):
                 self._send(peer, payload)  # already in the diff, but harmless and in order
             asked = self._asked.setdefault(peer, set())
@@ -567,10 +604,15 @@ class DocSync:
                 self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
             return
         before = d.state_vector()
+        if step == Y_UPDATE:
+            self._streaming.add((peer, name))  # a part of a streamed snapshot; more follows
+        else:
+            self._streaming.discard((peer, name))
         try:
             changes = d.apply_update(data)
         finally:
-            self._answered(peer, name, d)
+            if step == Y_STEP2:
+                self._answered(peer, name, d)
         if changes:
             self.events.append(StoreUpdated(name, changes, peer, peer))
         if changes or d.state_vector() != before:
@@ -608,8 +650,8 @@ class DocSync:
             self._missing_asked.pop(name, None)
             self._missing_open.pop(name, None)
             return
-        if self._missing_open.get(name):
-            return  # an ask is out; its answer comes first
+        if self._missing_open.get(name) or any(n == name for _, n in self._streaming):
+            return  # an ask is out, or a snapshot is arriving: what they bring comes first
         asked = self._missing_asked.setdefault(name, set())
         if sender not in asked:
             self._ask(sender, name, d)

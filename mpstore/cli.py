@@ -55,8 +55,8 @@ def _in_range(kind: type, low: float, high: float) -> Callable[[str], Any]:
 
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (port 1..65535), got {text!r}")
     return host.strip("[]"), int(port)
 
 

@@ -311,6 +311,9 @@ class LanTransport(Transport):
         self._interfaces = list(interfaces) if interfaces is not None else None
         self._port = port
         self._static = [(str(h), int(p)) for h, p in peers]
+        for h, p in self._static:
+            if not 0 < p <= 65535:
+                raise ConfigurationError(f"peer {h}:{p}: port must be in 1..65535")
         self._discovery_enabled = discovery
         self._ip_version = ip_version
         self._host = host

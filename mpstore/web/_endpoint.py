@@ -196,6 +196,8 @@ def serve(
     ``whiteboard`` the page is served at ``/`` and the value module at ``/mpstore-values.js``.
     It stops with ``close()`` or, at the latest, with ``mc.end_all()``.
     """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"port must be an int in 0..65535, got {port!r}")
     if token is None and not is_loopback(host):
         raise ConfigurationError(f"serving {host} lets other machines in: pass token=mpstore.web.new_token()")
     files = static_files(*_WHITEBOARD_FILES) if whiteboard else static_files("mpstore-values.js")

@@ -117,3 +117,25 @@ def test_a_busy_port_is_one_clear_line_and_status_2() -> None:
         )
     assert done.returncode == 2
     assert "cannot serve on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_one_clear_line_and_status_2(port: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mpstore", "whiteboard", "--memory", "--port", port],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "port" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_serve_refuses_a_port_out_of_range() -> None:
+    from mpstore.web import serve
+
+    mc = mpstore.MultipeerConnectivity("a", "wbport", transport=mpstore.MemoryNetwork())
+    try:
+        with pytest.raises(mpstore.ConfigurationError):
+            serve(mc, port=70000)
+    finally:
+        mc.end_all()

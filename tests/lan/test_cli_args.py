@@ -1,0 +1,32 @@
+"""Bad addresses on the command line and in LanTransport: one clear error, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mpstore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1:99999", "127.0.0.1:0", "nonsense"])
+def test_chat_peer_with_a_bad_port_is_one_line_and_status_2(peer: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mpstore", "chat", "--name", "a", "--transport", "lan",
+         "--no-discovery", "--peer", peer],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "--peer" in done.stderr
+
+
+def test_lan_transport_refuses_a_static_peer_port_out_of_range() -> None:
+    pytest.importorskip("cryptography")
+    from mpstore.transports.lan import LanTransport
+
+    with pytest.raises(mpstore.ConfigurationError):
+        LanTransport(peers=[("127.0.0.1", 70000)], discovery=False)
