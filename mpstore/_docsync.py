@@ -47,14 +47,16 @@ addressed to a participant id carry one plain y-protocols message each.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from . import _syncproto
+from . import _lib0, _syncproto
 from ._errors import ConfigurationError, CorruptUpdate, EngineUnavailable, InvalidArgument
+from ._lib0 import write_var_bytes, write_var_string, write_var_uint
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -91,87 +93,26 @@ MAX_PEER_ID_BYTES: Final = 128
 MAX_NEIGHBOURS: Final = 4096
 SEEN_IDS: Final = 65536
 MAX_HELD: Final = 4096
+#: Snapshots (step 2 answers) bigger than this go as a stream of parts of about this size.
+STREAM_PART: Final = 512 * 1024
 
 
 class MalformedMessage(ValueError):
     """A store message that does not parse."""
 
 
-# --- lib0 encoding ----------------------------------------------------------------------------
+# --- lib0 encoding (mpstore/_lib0.py) --------------------------------------------------------
+
+write_varuint = write_var_uint
+write_varbytes = write_var_bytes
+write_varstring = write_var_string
 
 
-def write_varuint(out: bytearray, n: int) -> None:
-    """Append ``n`` (>= 0) as a lib0 var-uint: 7 bits per byte, high bit = more."""
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
+class Reader(_lib0.Reader):
+    """Reads lib0 values from a store message; raises MalformedMessage past the end or on nonsense."""
 
-
-def write_varbytes(out: bytearray, data: bytes) -> None:
-    """Append a var-uint length then ``data``."""
-    write_varuint(out, len(data))
-    out += data
-
-
-def write_varstring(out: bytearray, text: str) -> None:
-    """Append a UTF-8 string with its var-uint byte length."""
-    write_varbytes(out, text.encode("utf-8"))
-
-
-class Reader:
-    """Reads lib0 values from bytes; raises MalformedMessage past the end or on nonsense."""
-
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def varuint(self) -> int:
-        """One var-uint of at most 53 bits (lib0's limit)."""
-        n = shift = 0
-        while True:
-            if self.pos >= len(self.data):
-                raise MalformedMessage("truncated var-uint")
-            b = self.data[self.pos]
-            self.pos += 1
-            n |= (b & 0x7F) << shift
-            if b < 0x80:
-                return n
-            shift += 7
-            if shift > 53:
-                raise MalformedMessage("var-uint too long")
-
-    def u8(self) -> int:
-        """One byte."""
-        if self.pos >= len(self.data):
-            raise MalformedMessage("truncated")
-        self.pos += 1
-        return self.data[self.pos - 1]
-
-    def varbytes(self, limit: int | None = None) -> bytes:
-        """A var-uint length then that many bytes (at most ``limit``)."""
-        n = self.varuint()
-        if limit is not None and n > limit:
-            raise MalformedMessage(f"field of {n} bytes over its limit of {limit}")
-        if self.pos + n > len(self.data):
-            raise MalformedMessage("truncated bytes")
-        self.pos += n
-        return self.data[self.pos - n : self.pos]
-
-    def varstring(self, limit: int) -> str:
-        """A UTF-8 string of at most ``limit`` bytes."""
-        raw = self.varbytes(limit)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedMessage("string is not UTF-8") from None
-
-    def end(self) -> None:
-        """Require that everything was read."""
-        if self.pos != len(self.data):
-            raise MalformedMessage(f"{len(self.data) - self.pos} trailing bytes")
+    __slots__ = ()
+    error = MalformedMessage
 
 
 _Y_ENCODERS: Final = {
@@ -271,6 +212,7 @@ class _Stats:
     forwarded: int = 0
     resyncs: int = 0
     missing_asks: int = 0
+    streams: int = 0
     by_kind: dict[int, int] = field(default_factory=dict)
 
 
@@ -285,9 +227,13 @@ class DocSync:
         max_stores: int = 1024,
         max_message: int = 256 << 20,
         open_doc: Callable[[str], EngineDoc] | None = None,
+        stream_snapshots: bool = False,
     ) -> None:
         self.local_id = local_id
         self._new_doc = new_doc
+        # True: a big step 2 goes into the outbox as an iterator of parts (the caller's outbox
+        # must take iterators, as mpstore/_outbox.py does); False: always whole bytes.
+        self.stream_snapshots = stream_snapshots
         # Given, it makes every store's document instead (saved stores load from disk).
         self._open_doc = open_doc
         self.max_stores = max_stores
@@ -314,13 +260,17 @@ class DocSync:
         # step 2 answering its step 1 has gone out (None once released).
         self.participants: dict[str, str] = {}
         self._p_held: dict[str, list[bytes] | None] = {}
-        self.outbox: list[tuple[str, bytes]] = []
+        # A payload is bytes, or an iterator of payloads made as the link drains (a snapshot
+        # streamed in parts: see _send_diff).
+        self.outbox: list[tuple[str, bytes | Iterator[bytes]]] = []
+        # (peer, store) whose snapshot is arriving in parts: no missing-dependency asks meanwhile.
+        self._streaming: set[tuple[str, str]] = set()
         self.events: list[StoreUpdated] = []
         self.stats = _Stats()
 
     # -- draining
 
-    def take_outbox(self) -> list[tuple[str, bytes]]:
+    def take_outbox(self) -> list[tuple[str, bytes | Iterator[bytes]]]:
         """Return and clear what to send: ``(peer_id, payload)`` in order."""
         out, self.outbox = self.outbox, []
         return out
@@ -336,6 +286,31 @@ class DocSync:
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
         # Whole messages: the outbox (mpstore/_outbox.py) bundles small ones and slices big ones.
         self.outbox.append((peer, payload))
+
+    def _send_diff(self, peer: str, name: str, d: EngineDoc, state_vector: bytes) -> None:
+        """Answer a step 1: one step 2, or for a big diff a stream of parts made lazily as the
+        link drains, sent as y-protocols updates (SYNC, step 2 = update) with the last one a step
+        2, so that neither side blocks long on a large snapshot."""
+        if not self.stream_snapshots:
+            self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, d.encode_diff(state_vector)))
+            return
+        parts = iter(d.encode_diff_parts(state_vector, STREAM_PART))
+        first = next(parts)
+        second = next(parts, None)
+        if second is None:
+            self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, first))
+            return
+        self.stats.sent += 1
+        self.stats.streams += 1
+
+        def stream() -> Iterator[bytes]:
+            current = first
+            for nxt in itertools.chain((second,), parts):
+                yield encode_sync(K_SYNC, name, Y_UPDATE, current)
+                current = nxt
+            yield encode_sync(K_SYNC, name, Y_STEP2, current)
+
+        self.outbox.append((peer, stream()))
 
     def holding(self) -> bool:
         """True while updates wait for a peer's first sync (see ``_held``)."""
@@ -435,6 +410,7 @@ class DocSync:
         self._parts.pop(peer, None)
         for waiting in self._missing_open.values():
             waiting.discard(peer)
+        self._streaming = {k for k in self._streaming if k[0] != peer}
         lost = self.their_neighbours.pop(peer, frozenset())
         self._announce()
         self._resync(lost)
@@ -461,11 +437,11 @@ class DocSync:
             try:
                 r = Reader(payload)
                 r.pos = 2
-                count = r.varuint()
+                count = r.read_var_uint()
                 if count > MAX_BUNDLE:
                     raise MalformedMessage(f"bundle of {count} messages")
-                parts = [r.varbytes() for _ in range(count)]
-                r.end()
+                parts = [r.read_var_bytes() for _ in range(count)]
+                r.finish()
             except MalformedMessage as exc:
                 self.stats.rejected += 1
                 log.warning("malformed store bundle from %s dropped: %s", peer, exc)
@@ -489,9 +465,9 @@ class DocSync:
         try:
             r = Reader(payload)
             r.pos = 2
-            msg_id, index, count = r.varuint(), r.varuint(), r.varuint()
-            data = r.varbytes(PART_SIZE)
-            r.end()
+            msg_id, index, count = r.read_var_uint(), r.read_var_uint(), r.read_var_uint()
+            data = r.read_var_bytes(PART_SIZE)
+            r.finish()
             if not 0 < count <= -(-self.max_message // PART_SIZE):
                 raise MalformedMessage(f"a message of {count} parts is over the size limit")
         except MalformedMessage as exc:
@@ -519,29 +495,29 @@ class DocSync:
             log.debug("store message from %s, not a neighbour, ignored", peer)
             return
         r = Reader(payload)
-        version = r.u8()
-        kind = r.u8()
+        version = r.read_u8()
+        kind = r.read_u8()
         if version != VERSION:
             log.info("store message of version %d from %s ignored", version, peer)
             return
         if kind in (K_SYNC, K_SYNC_BOTH):
-            name = r.varstring(MAX_STORE_NAME_BYTES)
+            name = r.read_var_string(MAX_STORE_NAME_BYTES)
             step, data = _read_y_sync(r)
             self._on_sync(peer, kind, name, step, data)
         elif kind == K_UPDATE:
-            origin = r.varstring(MAX_PEER_ID_BYTES)
-            seq = r.varuint()
-            name = r.varstring(MAX_STORE_NAME_BYTES)
+            origin = r.read_var_string(MAX_PEER_ID_BYTES)
+            seq = r.read_var_uint()
+            name = r.read_var_string(MAX_STORE_NAME_BYTES)
             step, data = _read_y_sync(r)
             if step != Y_UPDATE:
                 raise MalformedMessage("UPDATE must carry a y-protocols update")
             self._on_update(peer, origin, seq, name, data, payload)
         elif kind == K_NEIGHBOURS:
-            count = r.varuint()
+            count = r.read_var_uint()
             if count > MAX_NEIGHBOURS:
                 raise MalformedMessage(f"{count} neighbours is over the limit")
-            ids = frozenset(r.varstring(MAX_PEER_ID_BYTES) for _ in range(count))
-            r.end()
+            ids = frozenset(r.read_var_string(MAX_PEER_ID_BYTES) for _ in range(count))
+            r.finish()
             old = self.their_neighbours.get(peer, frozenset())
             self.their_neighbours[peer] = ids
             self._resync(old - ids)
@@ -556,8 +532,7 @@ class DocSync:
             return
         if step == Y_STEP1:
             self._resyncing.discard((peer, name))
-            diff = d.encode_diff(data)
-            self._send(peer, encode_sync(K_SYNC, name, Y_STEP2, diff))
+            self._send_diff(peer, name, d, data)
             for payload in self._held.get(peer, {}).pop(name, ()):
                 self._send(peer, payload)  # already in the diff, but harmless and in order
             asked = self._asked.setdefault(peer, set())
@@ -567,10 +542,15 @@ class DocSync:
                 self._send(peer, encode_sync(K_SYNC, name, Y_STEP1, d.state_vector()))
             return
         before = d.state_vector()
+        if step == Y_UPDATE:
+            self._streaming.add((peer, name))  # a part of a streamed snapshot; more follows
+        else:
+            self._streaming.discard((peer, name))
         try:
             changes = d.apply_update(data)
         finally:
-            self._answered(peer, name, d)
+            if step == Y_STEP2:
+                self._answered(peer, name, d)
         if changes:
             self.events.append(StoreUpdated(name, changes, peer, peer))
         if changes or d.state_vector() != before:
@@ -608,8 +588,8 @@ class DocSync:
             self._missing_asked.pop(name, None)
             self._missing_open.pop(name, None)
             return
-        if self._missing_open.get(name):
-            return  # an ask is out; its answer comes first
+        if self._missing_open.get(name) or any(n == name for _, n in self._streaming):
+            return  # an ask is out, or a snapshot is arriving: what they bring comes first
         asked = self._missing_asked.setdefault(name, set())
         if sender not in asked:
             self._ask(sender, name, d)

@@ -21,13 +21,17 @@ vector when it returns).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
 from ._docsync import K_BUNDLE, K_PART, PART_SIZE, VERSION, write_varbytes, write_varuint
 
 __all__ = ["Outbox"]
+
+log = logging.getLogger("mpstore.store")
 
 #: Fraction of a peer's advertised message rate the store uses (the app's sends use 0.75).
 STORE_RATE_SHARE: Final = 0.2
@@ -39,7 +43,8 @@ class _Peer:
     tokens: float
     at: float
     writable: bool = True
-    queue: deque[bytes] = field(default_factory=deque)
+    # Whole messages, or iterators of messages made when their turn comes (a streamed snapshot).
+    queue: deque[bytes | Iterator[bytes]] = field(default_factory=deque)
     queued_bytes: int = 0
     # The message being sliced into PART messages: (payload, message id, next index, count).
     slicing: tuple[bytes, int, int, int] | None = None
@@ -74,12 +79,14 @@ class Outbox:
         if peer is not None:
             peer.writable = writable
 
-    def push(self, pid: str, payload: bytes) -> None:
-        """Queue one whole store message for ``pid`` (ignored for an unknown peer)."""
+    def push(self, pid: str, payload: bytes | Iterator[bytes]) -> None:
+        """Queue one whole store message for ``pid``, or an iterator of messages to be made
+        one at a time when their turn comes (ignored for an unknown peer)."""
         peer = self._peers.get(pid)
         if peer is not None:
             peer.queue.append(payload)
-            peer.queued_bytes += len(payload)
+            if isinstance(payload, bytes):
+                peer.queued_bytes += len(payload)
 
     # -- state
 
@@ -132,16 +139,39 @@ class Outbox:
                     break
                 peer.tokens -= 1
             message = self._next_message(peer)
+            if message is None:  # a stream ended with nothing more
+                if peer.rate is not None:
+                    peer.tokens += 1
+                break
             out.append(message)
             sent += len(message)
         return out
 
-    def _next_message(self, peer: _Peer) -> bytes:
-        if peer.slicing is None and len(peer.queue[0]) > self.part_size:
-            payload = peer.queue.popleft()
-            peer.queued_bytes -= len(payload)
-            self._part_id += 1
-            peer.slicing = (payload, self._part_id, 0, -(-len(payload) // self.part_size))
+    def _next_message(self, peer: _Peer) -> bytes | None:
+        while peer.slicing is None and peer.queue and not isinstance(peer.queue[0], bytes):
+            stream = peer.queue[0]
+            try:
+                made = next(stream)
+            except StopIteration:
+                peer.queue.popleft()
+                continue
+            except Exception:
+                log.exception("a streamed store message failed; the rest of it is dropped")
+                peer.queue.popleft()
+                continue
+            if len(made) > self.part_size:
+                self._start_slicing(peer, made)
+            else:
+                return made
+        if peer.slicing is None:
+            if not peer.queue:
+                return None
+            head = peer.queue[0]
+            assert isinstance(head, bytes)
+            if len(head) > self.part_size:
+                peer.queue.popleft()
+                peer.queued_bytes -= len(head)
+                self._start_slicing(peer, head)
         if peer.slicing is not None:
             payload, msg_id, index, count = peer.slicing
             out = bytearray((VERSION, K_PART))
@@ -152,21 +182,25 @@ class Outbox:
             peer.slicing = None if index + 1 == count else (payload, msg_id, index + 1, count)
             return bytes(out)
         first = peer.queue.popleft()
+        assert isinstance(first, bytes)
         peer.queued_bytes -= len(first)
-        if not peer.queue or len(peer.queue[0]) > self.part_size:
-            return first
         group = [first]
         size = len(first)
         while peer.queue:
             nxt = peer.queue[0]
-            if len(nxt) > self.part_size or size + len(nxt) > self.bundle_size:
+            if not isinstance(nxt, bytes) or len(nxt) > self.part_size or size + len(nxt) > self.bundle_size:
                 break
-            group.append(peer.queue.popleft())
+            peer.queue.popleft()
+            group.append(nxt)
             peer.queued_bytes -= len(nxt)
             size += len(nxt)
         if len(group) == 1:
             return first
         return _bundle(group)
+
+    def _start_slicing(self, peer: _Peer, payload: bytes) -> None:
+        self._part_id += 1
+        peer.slicing = (payload, self._part_id, 0, -(-len(payload) // self.part_size))
 
     def _refill(self, peer: _Peer, now: float) -> None:
         assert peer.rate is not None

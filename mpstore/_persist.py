@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._errors import ConfigurationError, CorruptUpdate, InvalidArgument, PersistError, StoreLocked
+from ._lib0 import Reader
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -93,23 +94,11 @@ def _describe(exc: BaseException) -> str:
 
 def _state_vector_clients(sv: bytes) -> set[int]:
     """The client ids in an encoded Yjs state vector."""
-    pos = 0
-
-    def varuint() -> int:
-        nonlocal pos
-        n = shift = 0
-        while True:
-            b = sv[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            if b < 0x80:
-                return n
-            shift += 7
-
+    reader = Reader(sv)
     out = set()
-    for _ in range(varuint()):
-        out.add(varuint())
-        varuint()
+    for _ in range(reader.read_count(2)):
+        out.add(reader.read_var_uint())
+        reader.read_var_uint()
     return out
 
 

@@ -63,7 +63,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from ._errors import InvalidArgument, MessageTooLarge, ProtocolError
+from . import _lib0
+from ._errors import MessageTooLarge, ProtocolError
+from ._lib0 import write_var_string, write_var_uint
+from ._values import exact_json
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -100,66 +103,10 @@ _MAX_NEIGHBOURS: Final = 1024
 # -- the awareness codec (Seam B) -------------------------------------------------------------------
 
 
-def _write_varuint(out: bytearray, n: int) -> None:
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-
-
-def _write_varstring(out: bytearray, text: str) -> None:
-    raw = text.encode("utf-8")
-    _write_varuint(out, len(raw))
-    out += raw
-
-
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def varuint(self) -> int:
-        n = shift = 0
-        while True:
-            if self.pos >= len(self.data):
-                raise ProtocolError("awareness: truncated var-uint")
-            b = self.data[self.pos]
-            self.pos += 1
-            n |= (b & 0x7F) << shift
-            if b < 0x80:
-                if n > _MAX_SAFE:
-                    raise ProtocolError("awareness: var-uint over 2**53 - 1")
-                return n
-            shift += 7
-            if shift > 56:
-                raise ProtocolError("awareness: var-uint too long")
-
-    def varbytes(self, limit: int) -> bytes:
-        n = self.varuint()
-        if n > limit:
-            raise ProtocolError(f"awareness: field of {n} bytes over its limit of {limit}")
-        if self.pos + n > len(self.data):
-            raise ProtocolError("awareness: truncated bytes")
-        self.pos += n
-        return bytes(self.data[self.pos - n : self.pos])
-
-    def varstring(self, limit: int) -> str:
-        try:
-            return self.varbytes(limit).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError("awareness: string is not UTF-8") from None
-
-    def u8(self) -> int:
-        if self.pos >= len(self.data):
-            raise ProtocolError("presence: truncated")
-        self.pos += 1
-        return self.data[self.pos - 1]
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise ProtocolError(f"awareness: {len(self.data) - self.pos} trailing bytes")
+class _Reader(_lib0.Reader):
+    __slots__ = ()
+    error = ProtocolError
+    prefix = "awareness: "
 
 
 def _is_null(text: str) -> bool:
@@ -170,13 +117,13 @@ def encode_awareness_update(entries: Iterable[tuple[int, int, str | None]]) -> b
     """An awareness update of ``(client id, clock, JSON text or None)`` entries (None = gone)."""
     items = list(entries)
     out = bytearray()
-    _write_varuint(out, len(items))
+    write_var_uint(out, len(items))
     for client, clock, text in items:
         if not (0 <= client <= _MAX_SAFE and 0 <= clock <= _MAX_SAFE):
             raise ValueError(f"client id {client} and clock {clock} must be in 0..2**53-1")
-        _write_varuint(out, client)
-        _write_varuint(out, clock)
-        _write_varstring(out, "null" if text is None else text)
+        write_var_uint(out, client)
+        write_var_uint(out, clock)
+        write_var_string(out, "null" if text is None else text)
     return bytes(out)
 
 
@@ -190,24 +137,24 @@ def decode_awareness_update(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError("an awareness update must be bytes")
     reader = _Reader(bytes(data))
-    count = reader.varuint()
+    count = reader.read_safe_uint()
     if count > len(reader.data):  # each entry takes at least three bytes
         raise ProtocolError(f"awareness: {count} entries cannot fit in {len(reader.data)} bytes")
     entries: list[tuple[int, int, str | None]] = []
     for _ in range(count):
-        client = reader.varuint()
-        clock = reader.varuint()
-        text = reader.varstring(max_state_bytes)
+        client = reader.read_safe_uint()
+        clock = reader.read_safe_uint()
+        text = reader.read_var_string(max_state_bytes)
         entries.append((client, clock, None if _is_null(text) else text))
-    reader.end()
+    reader.finish()
     return entries
 
 
 def encode_awareness_message(update: bytes) -> bytes:
     """The y-websocket message carrying an awareness update: var-uint 1 | var-bytes update."""
     out = bytearray()
-    _write_varuint(out, MESSAGE_AWARENESS)
-    _write_varuint(out, len(update))
+    write_var_uint(out, MESSAGE_AWARENESS)
+    write_var_uint(out, len(update))
     out += update
     return bytes(out)
 
@@ -215,10 +162,10 @@ def encode_awareness_message(update: bytes) -> bytes:
 def decode_awareness_message(message: bytes) -> bytes:
     """The awareness update inside a y-websocket awareness message; ProtocolError otherwise."""
     reader = _Reader(bytes(message))
-    if reader.varuint() != MESSAGE_AWARENESS:
+    if reader.read_safe_uint() != MESSAGE_AWARENESS:
         raise ProtocolError("not an awareness message")
-    update = reader.varbytes(len(reader.data))
-    reader.end()
+    update = reader.read_var_bytes(len(reader.data))
+    reader.finish()
     return update
 
 
@@ -250,20 +197,7 @@ def encode_state(state: Any, max_state_bytes: int = MAX_STATE_BYTES) -> str | No
     """
     if state is None:
         return None
-    try:
-        text = json.dumps(state, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidArgument(f"presence state is not JSON-serialisable: {exc}") from None
-    todo = [state]
-    while todo:  # after dumps, which refuses cycles
-        item = todo.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if not isinstance(key, str):
-                    raise InvalidArgument(f"dict keys must be str, not {type(key).__name__} ({key!r})")
-                todo.append(value)
-        elif isinstance(item, (list, tuple)):
-            todo.extend(item)
+    text = exact_json(state, "presence state")
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:  # lone surrogates: escape them so the text is valid UTF-8
@@ -528,15 +462,15 @@ class PresenceCore:
 
     def _receive(self, peer_id: str, payload: bytes, now: float, reliable: bool) -> None:
         reader = _Reader(bytes(payload))
-        if reader.u8() != VERSION:
+        if reader.read_u8() != VERSION:
             return  # a later version of the envelope: ignored, as unknown frame kinds are
-        kind = reader.u8()
+        kind = reader.read_u8()
         if kind == K_NEIGHBOURS:
-            count = reader.varuint()
+            count = reader.read_safe_uint()
             if count > _MAX_NEIGHBOURS:
                 raise ProtocolError(f"{count} neighbours")
-            names = frozenset(reader.varstring(64) for _ in range(count))
-            reader.end()
+            names = frozenset(reader.read_var_string(64) for _ in range(count))
+            reader.finish()
             lost = self._peers[peer_id] - names
             self._peers[peer_id] = names
             for other in lost:
@@ -545,15 +479,15 @@ class PresenceCore:
                     self._send_snapshot(other, source=peer_id)
             return
         if kind == K_REQUEST:
-            reader.end()
+            reader.finish()
             self._send_snapshot(peer_id)
             return
         if kind == K_WITHDRAW:
-            count = reader.varuint()
+            count = reader.read_safe_uint()
             if count > len(reader.data):
                 raise ProtocolError(f"{count} withdrawn clients cannot fit")
-            clients = [reader.varuint() for _ in range(count)]
-            reader.end()
+            clients = [reader.read_safe_uint() for _ in range(count)]
+            reader.finish()
             for client in clients:
                 entry = self._entries.get(client)
                 if entry is not None and entry.source == peer_id:
@@ -561,11 +495,15 @@ class PresenceCore:
             return
         if kind != K_UPDATE:
             return  # a later version's kind: ignored
-        count = reader.varuint()
+        count = reader.read_safe_uint()
         if count > len(reader.data):
             raise ProtocolError(f"{count} owners cannot fit")
         owners = [
-            Owner(reader.varstring(64), reader.varstring(_MAX_NAME_BYTES), reader.varstring(_MAX_NAME_BYTES))
+            Owner(
+                reader.read_var_string(64),
+                reader.read_var_string(_MAX_NAME_BYTES),
+                reader.read_var_string(_MAX_NAME_BYTES),
+            )
             for _ in range(count)
         ]
         entries = decode_awareness_update(reader.data[reader.pos :])
@@ -707,20 +645,20 @@ class PresenceCore:
 
     def _announce_neighbours(self) -> None:
         out = bytearray((VERSION, K_NEIGHBOURS))
-        _write_varuint(out, len(self._peers))
+        write_var_uint(out, len(self._peers))
         for peer in self._peers:
-            _write_varstring(out, peer)
+            write_var_string(out, peer)
         payload = bytes(out)
         for peer in self._peers:
             self.outbox.append((peer, payload, True))
 
     def _update_payload(self, items: list[tuple[int, _Entry]]) -> bytes:
         out = bytearray((VERSION, K_UPDATE))
-        _write_varuint(out, len(items))
+        write_var_uint(out, len(items))
         for _, entry in items:
-            _write_varstring(out, entry.owner.node)
-            _write_varstring(out, entry.owner.name)
-            _write_varstring(out, entry.owner.participant)
+            write_var_string(out, entry.owner.node)
+            write_var_string(out, entry.owner.name)
+            write_var_string(out, entry.owner.participant)
         out += encode_awareness_update((c, e.clock, e.text) for c, e in items)
         return bytes(out)
 
@@ -752,9 +690,9 @@ class PresenceCore:
                 unreliable[target] = False
         for target, clients in withdrawals.items():
             out = bytearray((VERSION, K_WITHDRAW))
-            _write_varuint(out, len(clients))
+            write_var_uint(out, len(clients))
             for client in clients:
-                _write_varuint(out, client)
+                write_var_uint(out, client)
             self.outbox.append((target, bytes(out), True))
         for client, entry in [(self.client_id, self._local), *self._entries.items()]:
             if entry.dirty and now >= entry.sent + self._interval:

@@ -692,7 +692,9 @@ class StoreManager:
         self._engine_choice = engine
         self._engine: Engine | None = engine if isinstance(engine, Engine) else None
         self._persist = Persistence(data_dir, durable=durable, schedule=host.call_later)
-        self._sync = DocSync(local_id, self._new_doc, max_stores=max_stores, open_doc=self._open_doc)
+        self._sync = DocSync(
+            local_id, self._new_doc, max_stores=max_stores, open_doc=self._open_doc, stream_snapshots=True
+        )
         self.close_error: Exception | None = None
         self._stores: dict[str, SharedDict] = {}
         self._peers: dict[str, Any] = {}
@@ -907,7 +909,8 @@ class StoreManager:
         for pid, payload in self._sync.take_outbox():
             participant = self._participants.get(pid)
             if participant is not None:
-                participant._deliver(payload)
+                if isinstance(payload, bytes):  # participants are never sent streams
+                    participant._deliver(payload)
             elif pid in outbox:
                 outbox.push(pid, payload)
                 touched[pid] = None
@@ -955,11 +958,7 @@ class StoreManager:
             store = self._stores.get(ev.name)
         if store is None:
             return  # kept in the document; the mirror is built when the store is opened
-        peer = (
-            self._participants.get(ev.via)
-            or self._host.peer_by_id(ev.origin)
-            or self._peers.get(ev.via)
-        )
+        peer = self._participants.get(ev.via) or self._host.peer_by_id(ev.origin) or self._peers.get(ev.via)
         self._report(store, ev.changes, peer)
 
     def peer_added(self, peer: Any) -> None:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from . import _syncproto
+from . import _lib0, _syncproto
 from ._errors import CorruptUpdate, ProtocolError, ServerRefused
 
 __all__ = [
@@ -94,45 +94,17 @@ _MAX_TEXT: Final = 1 << 16
 # --- lib0 reading and writing (a frame is small; errors become ProtocolError) -------------------
 
 
-class _Reader:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def uint(self) -> int:
-        try:
-            value, self.pos = _syncproto.decode_var_uint(self.data, self.pos)
-        except CorruptUpdate as exc:
-            raise ProtocolError(f"bad frame from the server: {exc}") from None
-        return value
-
-    def raw(self) -> bytes:
-        n = self.uint()
-        if self.pos + n > len(self.data):
-            raise ProtocolError("bad frame from the server: truncated bytes")
-        self.pos += n
-        return self.data[self.pos - n : self.pos]
+class _Reader(_lib0.Reader):
+    __slots__ = ()
+    error = ProtocolError
+    prefix = "bad frame from the server: "
 
     def text(self) -> str:
-        raw = self.raw()
-        if len(raw) > _MAX_TEXT:
-            raise ProtocolError("bad frame from the server: string too long")
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError("bad frame from the server: string is not UTF-8") from None
-
-    def rest(self) -> bytes:
-        return self.data[self.pos :]
-
-    def done(self) -> bool:
-        return self.pos >= len(self.data)
+        return self.read_var_string(_MAX_TEXT)
 
 
 def _uint(n: int) -> bytes:
-    return _syncproto.encode_var_uint(n)
+    return _lib0.encode_var_uint(n)
 
 
 def _bytes(data: bytes) -> bytes:
@@ -191,14 +163,14 @@ class YWebsocket:
     def parse(self, frame: bytes) -> _Parsed:
         """Decode one frame from the server (ProtocolError if it does not parse)."""
         r = _Reader(bytes(frame))
-        kind = r.uint()
+        kind = r.read_var_uint()
         if kind == _SYNC:
             return _Parsed("sync", _parse_sync_body(r.rest()))
         if kind == _AWARENESS:
-            return _Parsed("awareness", r.raw())
+            return _Parsed("awareness", r.read_var_bytes())
         if kind == _AUTH:
-            if r.uint() == 0:
-                return _Parsed("denied", text=r.text() if not r.done() else "permission denied")
+            if r.read_var_uint() == 0:
+                return _Parsed("denied", text=r.text() if r.remaining() else "permission denied")
             return _Parsed("ignore")
         if kind == _QUERY_AWARENESS:
             return _Parsed("query-awareness")
@@ -247,26 +219,26 @@ class Hocuspocus:
         # A session-aware server may answer to "name\0session"; we never send a session id.
         if address.split("\0", 1)[0] != self.document:
             return _Parsed("ignore", text=f"a frame for document {address!r}")
-        kind = r.uint()
+        kind = r.read_var_uint()
         if kind in (_SYNC, _SYNC_REPLY):
             return _Parsed("sync", _parse_sync_body(r.rest()))
         if kind == _AWARENESS:
-            return _Parsed("awareness", r.raw())
+            return _Parsed("awareness", r.read_var_bytes())
         if kind == _AUTH:
-            sub = r.uint()
+            sub = r.read_var_uint()
             if sub == _AUTH_DENIED:
-                return _Parsed("denied", text=r.text() if not r.done() else "permission-denied")
+                return _Parsed("denied", text=r.text() if r.remaining() else "permission-denied")
             if sub == _AUTH_OK:
-                return _Parsed("authenticated", text=r.text() if not r.done() else "")
+                return _Parsed("authenticated", text=r.text() if r.remaining() else "")
             if sub == _AUTH_TOKEN:
                 return _Parsed("token-request")
             return _Parsed("ignore", text=f"auth message {sub}")
         if kind == _QUERY_AWARENESS:
             return _Parsed("query-awareness")
         if kind == _CLOSE:
-            return _Parsed("close", text=r.text() if not r.done() else "")
+            return _Parsed("close", text=r.text() if r.remaining() else "")
         if kind == _SYNC_STATUS:
-            return _Parsed("sync-status", text="saved" if r.uint() else "refused")
+            return _Parsed("sync-status", text="saved" if r.read_var_uint() else "refused")
         return _Parsed("ignore", text=f"message type {kind}")
 
 

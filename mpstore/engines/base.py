@@ -12,7 +12,7 @@ named :data:`ROOT_MAP`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 __all__ = ["ROOT_MAP", "Engine", "EngineDoc"]
 
@@ -61,6 +61,13 @@ class EngineDoc(abc.ABC):
         clocks, a missing origin, a deletion of something not here): something is missing, and a
         sync step 1 to a neighbour brings it. Ask when it turns true, not on every update."""
         return False
+
+    def encode_diff_parts(self, state_vector: bytes, max_bytes: int) -> Iterator[bytes]:
+        """:meth:`encode_diff` as several updates of about ``max_bytes`` each, every one
+        applicable after those before it (the last carries the delete set), encoded lazily as
+        the caller asks for the next: a large snapshot then never blocks either side for long.
+        The default is the whole diff in one part."""
+        yield self.encode_diff(state_vector)
 
     @abc.abstractmethod
     def encode_diff(self, state_vector: bytes) -> bytes:

@@ -7,6 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mpstore._lib0 import write_var_string
 from mpstore._presence import (
     K_NEIGHBOURS,
     K_REQUEST,
@@ -15,7 +16,6 @@ from mpstore._presence import (
     VERSION,
     PresenceConfig,
     PresenceCore,
-    _write_varstring,
     client_id_for,
     encode_awareness_update,
 )
@@ -25,7 +25,7 @@ A, B = "a" * 32, "b" * 32
 
 def varstring(text: str) -> bytes:
     out = bytearray()
-    _write_varstring(out, text)
+    write_var_string(out, text)
     return bytes(out)
 
 

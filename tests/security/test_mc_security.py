@@ -101,3 +101,25 @@ def test_an_advertisement_copying_a_node_id_does_not_keep_the_real_node_out(
     assert bob.rec.wait(lambda: bool(live_to("Mal")), timeout=5)
     bob.close_link(live_to("Mal")[0], "handshake not finished")  # a copy never proves anything
     assert bob.rec.wait(lambda: bool(live_to("Ann")), timeout=8), bob.rec.events
+
+
+def test_sealed_mc_links_carry_messages_and_stores(
+    mc_platform: str,  # noqa: F811
+    world: sim.World,  # noqa: F811
+) -> None:
+    """With a secret every frame on MC is sealed: app messages and a store with a value larger
+    than a frame (fragmented inside the seal) still arrive whole."""
+    kw: dict[str, Any] = {"transport": "mc", "secret": "table 4"}
+    ann, bob = Recorder("Ann", "chat", **kw), Recorder("Bob", "chat", **kw)
+    try:
+        wait_until(connected(ann, bob), timeout=10)
+        big = "x" * 100_000
+        ann.send({"big": big})
+        wait_until(lambda: bob.messages() == [{"big": big}], timeout=10)
+        store = ann.shared_dict("notes")
+        store["big"] = big
+        other = bob.shared_dict("notes")
+        other.wait_for(lambda s: s.get("big") == big, timeout=10)
+    finally:
+        ann.end_all()
+        bob.end_all()

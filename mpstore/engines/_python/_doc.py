@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from ..._errors import CorruptUpdate
 from ..base import ROOT_MAP, Engine, EngineDoc
@@ -240,6 +240,35 @@ class PythonDoc(EngineDoc):
     def state_vector(self) -> bytes:
         """The encoded state vector (integrated structs only, not pending ones)."""
         return encode_state_vector({c: s[-1].clock + s[-1].length for c, s in self._clients.items() if s})
+
+    def encode_diff_parts(self, state_vector: bytes, max_bytes: int) -> Iterator[bytes]:
+        """The diff for ``state_vector`` in parts of about ``max_bytes``, cut lazily along each
+        client's clocks (structs added after the first part come as ordinary updates); the last
+        part is the delete set. With anything pending, the whole diff in one part."""
+        if self._pending or self._pending_ds or self._blocked:
+            yield self.encode_diff(state_vector)
+            return
+        sv = decode_state_vector(state_vector)
+        ends = {c: s[-1].clock + s[-1].length for c, s in self._clients.items() if s}
+        for client in sorted(ends, reverse=True):
+            cursor, end = sv.get(client, 0), ends[client]
+            while cursor < end:
+                structs = self._clients[client]  # looked up again: the document may have changed
+                idx = _find_index(structs, cursor)
+                first, count, body = cursor, 0, bytearray()
+                while idx < len(structs) and cursor < end and len(body) < max_bytes:
+                    struct = structs[idx]
+                    struct.write(body, cursor - struct.clock)
+                    cursor = struct.clock + struct.length
+                    count += 1
+                    idx += 1
+                part = bytearray()
+                for n in (1, count, client, first):
+                    write_var_uint(part, n)
+                part += body
+                part.append(0)  # an empty delete set
+                yield bytes(part)
+        yield self.encode_diff(self.state_vector())  # no structs: the delete set
 
     def encode_diff(self, state_vector: bytes) -> bytes:
         """A v1 update with all this document has beyond ``state_vector`` (plus pending data)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import struct
 
+from ... import _lib0
 from ..._errors import CorruptUpdate
+from ..._lib0 import write_var_string, write_var_uint
 
 __all__ = [
     "MAX_ANY_DEPTH",
@@ -27,7 +29,6 @@ __all__ = [
 
 #: Nesting limit for arrays/objects inside one ``Any`` value (hostile input guard).
 MAX_ANY_DEPTH = 200
-_U64_MAX = (1 << 64) - 1
 _I64_LIMIT = 1 << 63
 
 
@@ -104,63 +105,11 @@ AnyValue = (
 )
 
 
-class Reader:
-    """A cursor over bytes with lib0 decoding primitives."""
+class Reader(_lib0.Reader):
+    """A cursor over bytes with lib0 decoding primitives; malformed input is CorruptUpdate."""
 
-    __slots__ = ("data", "end", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-        self.end = len(data)
-
-    def remaining(self) -> int:
-        """Bytes left to read."""
-        return self.end - self.pos
-
-    def fail(self, what: str) -> CorruptUpdate:
-        """A CorruptUpdate naming the position."""
-        return CorruptUpdate(f"{what} at byte {self.pos}")
-
-    def read_u8(self) -> int:
-        """One byte."""
-        pos = self.pos
-        if pos >= self.end:
-            raise self.fail("unexpected end of input")
-        self.pos = pos + 1
-        return self.data[pos]
-
-    def read_var_uint(self) -> int:
-        """An unsigned LEB128 integer of at most 64 bits."""
-        data = self.data
-        pos = self.pos
-        end = self.end
-        if pos >= end:
-            raise self.fail("unexpected end of input")
-        b = data[pos]
-        pos += 1
-        if b < 0x80:
-            self.pos = pos
-            return b
-        num = b & 0x7F
-        shift = 7
-        while True:
-            if pos >= end:
-                self.pos = pos
-                raise self.fail("unexpected end of input in var-uint")
-            b = data[pos]
-            pos += 1
-            num |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                self.pos = pos
-                raise self.fail("var-uint longer than 10 bytes")
-        self.pos = pos
-        if num > _U64_MAX:
-            raise self.fail("var-uint over 64 bits")
-        return num
+    __slots__ = ()
+    error = CorruptUpdate
 
     def read_var_int(self) -> int:
         """lib0's signed var-int: sign bit in the first byte, magnitude below 2**63."""
@@ -177,33 +126,6 @@ class Reader:
         if num >= _I64_LIMIT:
             raise self.fail("var-int out of range")
         return -num if negative else num
-
-    def read_bytes(self, n: int) -> bytes:
-        """Exactly ``n`` raw bytes."""
-        pos = self.pos
-        if n > self.end - pos:
-            raise self.fail("length beyond end of input")
-        self.pos = pos + n
-        return self.data[pos : pos + n]
-
-    def read_var_bytes(self) -> bytes:
-        """A var-uint length then that many bytes."""
-        return self.read_bytes(self.read_var_uint())
-
-    def read_var_string(self) -> str:
-        """A var-uint byte length then UTF-8 (strictly valid)."""
-        raw = self.read_bytes(self.read_var_uint())
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fail("invalid UTF-8") from None
-
-    def read_count(self, min_size: int = 1) -> int:
-        """A var-uint element count, capped by the bytes left (each element takes ``min_size``)."""
-        n = self.read_var_uint()
-        if n * min_size > self.end - self.pos:
-            raise self.fail(f"count {n} larger than the input allows")
-        return n
 
     def read_any(self, depth: int = 0) -> AnyValue:
         """One lib0 ``Any`` value."""
@@ -246,14 +168,6 @@ class Reader:
         raise self.fail(f"unknown Any tag {tag}")
 
 
-def write_var_uint(buf: bytearray, num: int) -> None:
-    """Append an unsigned LEB128 integer."""
-    while num > 0x7F:
-        buf.append(0x80 | (num & 0x7F))
-        num >>= 7
-    buf.append(num)
-
-
 def write_var_int(buf: bytearray, num: int) -> None:
     """Append lib0's signed var-int."""
     negative = num < 0
@@ -264,13 +178,6 @@ def write_var_int(buf: bytearray, num: int) -> None:
     while num > 0:
         buf.append((0x80 if num > 0x7F else 0) | (num & 0x7F))
         num >>= 7
-
-
-def write_var_string(buf: bytearray, s: str) -> None:
-    """Append a var-uint byte length and the UTF-8 of ``s``."""
-    raw = s.encode("utf-8")
-    write_var_uint(buf, len(raw))
-    buf += raw
 
 
 def write_any(buf: bytearray, value: AnyValue) -> None:
