@@ -86,8 +86,18 @@ class MultipeerConnectivity:
         validate_display_name(display_name)
         validate_service_type(service_type)
         info = validate_discovery_info(discovery_info)
-        if not peer_timeout > 0:
-            raise ConfigurationError("peer_timeout must be > 0 seconds")
+        for name, seconds in (
+            ("peer_timeout", peer_timeout),
+            ("send_timeout", send_timeout),
+            ("handshake_timeout", handshake_timeout),
+        ):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds, got {seconds!r}")
+        for name, folder in (("data_dir", data_dir), ("file_dir", file_dir)):
+            if folder is not None and not isinstance(folder, (str, os.PathLike)):
+                raise ConfigurationError(
+                    f"{name} must be a path (str or os.PathLike), not {type(folder).__name__}"
+                )
         if not isinstance(max_message_size, int) or max_message_size < 1:
             raise ConfigurationError("max_message_size must be a positive number of bytes")
         if not isinstance(max_peers, int) or max_peers < 2:
