@@ -83,7 +83,8 @@ class Child:
     def _read_all(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self._lines.put(line)
+            if line.startswith("{"):  # not py-spy's own lines
+                self._lines.put(line)
         self._lines.put(None)
 
     def read(self, timeout: float = 120.0) -> dict[str, Any]:

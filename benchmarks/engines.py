@@ -23,7 +23,8 @@ Operations, the same for all three:
    report the changed keys' new values, direct pycrdt only applies;
 4. a ``--keys``-key snapshot: encode s, bytes, apply s (the adapters report every key's value;
    for direct pycrdt, apply alone and apply + reading every value are both given);
-5. memory per key: resident-set growth after applying the snapshot, in a fresh child process.
+5. memory per key: resident-set growth after applying the snapshot (made by the parent, the same
+   bytes for all three) in a fresh child process.
 
 Each repeat measures all three in turn (order rotated per repeat); figures are medians with
 [min-max]; ratios are medians of the per-repeat ratios. Not a timed test.
@@ -137,9 +138,14 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_child(kind: str, keys: int) -> None:
-    """Run in a child: print resident bytes per key after applying a snapshot of ``keys`` keys."""
-    snap = _build(kind, keys).encode_diff(b"\x00")
+def memory_child(kind: str, keys: int, path: str) -> None:
+    """Run in a child: print resident bytes per key after applying the snapshot in ``path``.
+
+    The snapshot is made by the parent: building it here would free a whole document just
+    before the measure, whose memory the allocator then reuses (and hides)."""
+    with open(path, "rb") as f:
+        snap = f.read()
+    _new(kind).transact({"warm": "up"}, [])  # imports and first-use caches before the measure
     gc.collect()
     before = _rss()
     doc = _new(kind)
@@ -150,9 +156,18 @@ def memory_child(kind: str, keys: int) -> None:
     del doc
 
 
-def _memory(kind: str, keys: int) -> float:
+def _memory(kind: str, keys: int, path: str) -> float:
     res = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--memory-child", kind, "--keys", str(keys)],
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--memory-child",
+            kind,
+            "--keys",
+            str(keys),
+            "--snapshot",
+            path,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -207,9 +222,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="--keys 20000 --ops 5000 --repeat 2")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--memory-child", choices=KINDS)
+    ap.add_argument("--snapshot", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child, args.keys)
+        memory_child(args.memory_child, args.keys, args.snapshot)
         return
     if args.quick:
         args.keys, args.ops, args.repeat = 20_000, 5_000, 2
@@ -225,14 +241,20 @@ def main() -> None:
     )
     print(f"start: load {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min), {os.cpu_count()} cpus")
     figs: dict[str, dict[str, list[float]]] = {k: {} for k in KINDS}
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".yupdate", delete=False) as tmp:
+        tmp.write(_build("direct", args.keys).encode_diff(b"\x00"))  # same bytes for every engine
+    snap_path = tmp.name
     for r in range(args.repeat):
         order = KINDS[r % 3 :] + KINDS[: r % 3]
         for kind in order:
             for name, value in measure(kind, args.ops, args.keys).items():
                 figs[kind].setdefault(name, []).append(value)
         for kind in order:
-            figs[kind].setdefault("memory/key (RSS) B", []).append(_memory(kind, args.keys))
+            figs[kind].setdefault("memory/key (RSS) B", []).append(_memory(kind, args.keys, snap_path))
         print(f"repeat {r + 1}/{args.repeat}: load {os.getloadavg()[0]:.2f}", flush=True)
+    os.unlink(snap_path)
     names = list(figs["python"])
     w = 32
     print(f"\n{'figure':{w}}" + "".join(f"{LABELS[k]:>28}" for k in KINDS))

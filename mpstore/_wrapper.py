@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -35,6 +34,7 @@ from ._peer import (
 from ._presence_node import Presence
 from ._runtime import Runtime
 from ._session import MIN_MESSAGE_RATE, SessionConfig
+from ._values import exact_json
 from ._wire import Kind
 from .transports._factory import make_transport
 from .transports.base import LocalNode, Transport
@@ -409,11 +409,7 @@ class MultipeerConnectivity:
     def send(self, message: Any, to_peer: Any = None, reliable: bool = True) -> None:
         """Send a JSON-serialisable message to all peers (None), one PeerID, or a list of them."""
         self._check_open()
-        try:
-            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            _check_json_keys(message)  # after dumps, which refuses cycles
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidArgument(f"message is not JSON-serialisable: {exc}") from None
+        text = exact_json(message, "message")
         payload = text.encode("utf-8", "surrogatepass")
         if len(payload) > self._max_message_size:
             raise MessageTooLarge(
@@ -579,20 +575,6 @@ class _Pacer:
                 self._tokens -= 1
                 return 0.0
             return (1 - self._tokens) / self._fill
-
-
-def _check_json_keys(message: Any) -> None:
-    """Raise TypeError if a dict in ``message`` has a non-str key (JSON would turn it into a str)."""
-    todo = [message]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if not isinstance(key, str):
-                    raise InvalidArgument(f"dict keys must be str, not {type(key).__name__} ({key!r})")
-                todo.append(value)
-        elif isinstance(item, (list, tuple)):
-            todo.extend(item)
 
 
 def _secret_bytes(secret: object) -> str | bytes:
