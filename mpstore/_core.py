@@ -48,6 +48,8 @@ LINK_QUEUE_HIGH = 1 << 20
 #: Application messages from one peer waiting for the ``receive`` callback before we stop
 #: reading that peer's link (its sends then wait: push-back); reading resumes at half of it.
 APP_QUEUE_LIMIT = 256
+#: A timer this late (seconds) means the core loop was blocked: frames are read before timers run.
+STALL = 0.5
 #: end_all() waits at most this long (seconds) for store messages to reach connected peers.
 STORE_FLUSH_TIMEOUT = 5.0
 #: Links in their session handshake at once (each holds a socket until handshake_timeout).
@@ -152,6 +154,7 @@ class Node:
         self.peer_rates: dict[str, float] = {}
         # Application messages handed to the dispatcher and not consumed yet, per peer, and the
         # links we stopped reading because of them (both shared with the dispatcher thread).
+        self._stalled = False
         self._app_lock = threading.Lock()
         self._app_queued: dict[str, int] = {}
         self._app_paused: dict[str, LinkId] = {}
@@ -731,10 +734,20 @@ class Node:
 
     def _tick(self) -> None:
         """Run the timers that are due (sessions, file transfers); re-arm for the next deadline."""
+        due = self._tick_at
         self._tick_handle = self._tick_at = None
         if self._closed:
             return
         now = time.monotonic()
+        if due is not None and now - due > STALL and not self._stalled:
+            # This loop was blocked (a long callback, a garbage-collection pause): frames that
+            # arrived meanwhile are still unread, so judging a peer silent now would be judging
+            # our own deafness. Read first; the timers run right after.
+            self._stalled = True
+            self._tick_at = now + MIN_TICK
+            self._tick_handle = self.runtime.loop.call_later(MIN_TICK, self._tick)
+            return
+        self._stalled = False
         for link in list(self.links):
             entry = self.links.get(link)
             if entry is None:

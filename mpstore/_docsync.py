@@ -54,8 +54,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from . import _syncproto
+from . import _lib0, _syncproto
 from ._errors import ConfigurationError, CorruptUpdate, EngineUnavailable, InvalidArgument
+from ._lib0 import write_var_bytes, write_var_string, write_var_uint
 from .engines.base import EngineDoc
 
 __all__ = [
@@ -100,81 +101,18 @@ class MalformedMessage(ValueError):
     """A store message that does not parse."""
 
 
-# --- lib0 encoding ----------------------------------------------------------------------------
+# --- lib0 encoding (mpstore/_lib0.py) --------------------------------------------------------
+
+write_varuint = write_var_uint
+write_varbytes = write_var_bytes
+write_varstring = write_var_string
 
 
-def write_varuint(out: bytearray, n: int) -> None:
-    """Append ``n`` (>= 0) as a lib0 var-uint: 7 bits per byte, high bit = more."""
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
+class Reader(_lib0.Reader):
+    """Reads lib0 values from a store message; raises MalformedMessage past the end or on nonsense."""
 
-
-def write_varbytes(out: bytearray, data: bytes) -> None:
-    """Append a var-uint length then ``data``."""
-    write_varuint(out, len(data))
-    out += data
-
-
-def write_varstring(out: bytearray, text: str) -> None:
-    """Append a UTF-8 string with its var-uint byte length."""
-    write_varbytes(out, text.encode("utf-8"))
-
-
-class Reader:
-    """Reads lib0 values from bytes; raises MalformedMessage past the end or on nonsense."""
-
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def varuint(self) -> int:
-        """One var-uint of at most 53 bits (lib0's limit)."""
-        n = shift = 0
-        while True:
-            if self.pos >= len(self.data):
-                raise MalformedMessage("truncated var-uint")
-            b = self.data[self.pos]
-            self.pos += 1
-            n |= (b & 0x7F) << shift
-            if b < 0x80:
-                return n
-            shift += 7
-            if shift > 53:
-                raise MalformedMessage("var-uint too long")
-
-    def u8(self) -> int:
-        """One byte."""
-        if self.pos >= len(self.data):
-            raise MalformedMessage("truncated")
-        self.pos += 1
-        return self.data[self.pos - 1]
-
-    def varbytes(self, limit: int | None = None) -> bytes:
-        """A var-uint length then that many bytes (at most ``limit``)."""
-        n = self.varuint()
-        if limit is not None and n > limit:
-            raise MalformedMessage(f"field of {n} bytes over its limit of {limit}")
-        if self.pos + n > len(self.data):
-            raise MalformedMessage("truncated bytes")
-        self.pos += n
-        return self.data[self.pos - n : self.pos]
-
-    def varstring(self, limit: int) -> str:
-        """A UTF-8 string of at most ``limit`` bytes."""
-        raw = self.varbytes(limit)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedMessage("string is not UTF-8") from None
-
-    def end(self) -> None:
-        """Require that everything was read."""
-        if self.pos != len(self.data):
-            raise MalformedMessage(f"{len(self.data) - self.pos} trailing bytes")
+    __slots__ = ()
+    error = MalformedMessage
 
 
 _Y_ENCODERS: Final = {
@@ -499,11 +437,11 @@ class DocSync:
             try:
                 r = Reader(payload)
                 r.pos = 2
-                count = r.varuint()
+                count = r.read_var_uint()
                 if count > MAX_BUNDLE:
                     raise MalformedMessage(f"bundle of {count} messages")
-                parts = [r.varbytes() for _ in range(count)]
-                r.end()
+                parts = [r.read_var_bytes() for _ in range(count)]
+                r.finish()
             except MalformedMessage as exc:
                 self.stats.rejected += 1
                 log.warning("malformed store bundle from %s dropped: %s", peer, exc)
@@ -527,9 +465,9 @@ class DocSync:
         try:
             r = Reader(payload)
             r.pos = 2
-            msg_id, index, count = r.varuint(), r.varuint(), r.varuint()
-            data = r.varbytes(PART_SIZE)
-            r.end()
+            msg_id, index, count = r.read_var_uint(), r.read_var_uint(), r.read_var_uint()
+            data = r.read_var_bytes(PART_SIZE)
+            r.finish()
             if not 0 < count <= -(-self.max_message // PART_SIZE):
                 raise MalformedMessage(f"a message of {count} parts is over the size limit")
         except MalformedMessage as exc:
@@ -557,29 +495,29 @@ class DocSync:
             log.debug("store message from %s, not a neighbour, ignored", peer)
             return
         r = Reader(payload)
-        version = r.u8()
-        kind = r.u8()
+        version = r.read_u8()
+        kind = r.read_u8()
         if version != VERSION:
             log.info("store message of version %d from %s ignored", version, peer)
             return
         if kind in (K_SYNC, K_SYNC_BOTH):
-            name = r.varstring(MAX_STORE_NAME_BYTES)
+            name = r.read_var_string(MAX_STORE_NAME_BYTES)
             step, data = _read_y_sync(r)
             self._on_sync(peer, kind, name, step, data)
         elif kind == K_UPDATE:
-            origin = r.varstring(MAX_PEER_ID_BYTES)
-            seq = r.varuint()
-            name = r.varstring(MAX_STORE_NAME_BYTES)
+            origin = r.read_var_string(MAX_PEER_ID_BYTES)
+            seq = r.read_var_uint()
+            name = r.read_var_string(MAX_STORE_NAME_BYTES)
             step, data = _read_y_sync(r)
             if step != Y_UPDATE:
                 raise MalformedMessage("UPDATE must carry a y-protocols update")
             self._on_update(peer, origin, seq, name, data, payload)
         elif kind == K_NEIGHBOURS:
-            count = r.varuint()
+            count = r.read_var_uint()
             if count > MAX_NEIGHBOURS:
                 raise MalformedMessage(f"{count} neighbours is over the limit")
-            ids = frozenset(r.varstring(MAX_PEER_ID_BYTES) for _ in range(count))
-            r.end()
+            ids = frozenset(r.read_var_string(MAX_PEER_ID_BYTES) for _ in range(count))
+            r.finish()
             old = self.their_neighbours.get(peer, frozenset())
             self.their_neighbours[peer] = ids
             self._resync(old - ids)

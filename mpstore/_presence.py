@@ -64,8 +64,9 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from . import _lib0
-from ._errors import InvalidArgument, MessageTooLarge, ProtocolError
+from ._errors import MessageTooLarge, ProtocolError
 from ._lib0 import write_var_string, write_var_uint
+from ._values import exact_json
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -196,20 +197,7 @@ def encode_state(state: Any, max_state_bytes: int = MAX_STATE_BYTES) -> str | No
     """
     if state is None:
         return None
-    try:
-        text = json.dumps(state, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidArgument(f"presence state is not JSON-serialisable: {exc}") from None
-    todo = [state]
-    while todo:  # after dumps, which refuses cycles
-        item = todo.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if not isinstance(key, str):
-                    raise InvalidArgument(f"dict keys must be str, not {type(key).__name__} ({key!r})")
-                todo.append(value)
-        elif isinstance(item, (list, tuple)):
-            todo.extend(item)
+    text = exact_json(state, "presence state")
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:  # lone surrogates: escape them so the text is valid UTF-8

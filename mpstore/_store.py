@@ -1062,6 +1062,10 @@ class StoreManager:
             if self._outbox.has_work(pid):
                 self._release(pid)
                 waiting = waiting or self._outbox.has_work(pid)
+        for participant in list(self._participants.values()):
+            participant._drain()
+            # a page or a server room that holds back (can_send) still gets what returned
+            waiting = waiting or (participant.attached and bool(participant._queue))
         with self._qlock:
             waiting = waiting or bool(self._queue)
         return not waiting and not self._sync.holding()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from . import _lib0
 from ._errors import CorruptUpdate
 
 __all__ = [
@@ -33,7 +34,6 @@ SYNC_STEP1 = 0
 SYNC_STEP2 = 1
 SYNC_UPDATE = 2
 
-_MAX_VAR_UINT_BYTES = 10
 _U64_MAX = (1 << 64) - 1
 
 
@@ -48,29 +48,20 @@ def encode_var_uint(num: int) -> bytes:
     """lib0 var-uint (unsigned LEB128) of ``num``."""
     if num < 0 or num > _U64_MAX:
         raise ValueError(f"var-uint out of range: {num}")
-    out = bytearray()
-    while num > 0x7F:
-        out.append(0x80 | (num & 0x7F))
-        num >>= 7
-    out.append(num)
-    return bytes(out)
+    return _lib0.encode_var_uint(num)
+
+
+class _SyncReader(_lib0.Reader):
+    __slots__ = ()
+    error = CorruptUpdate
+    prefix = "sync message: "
 
 
 def decode_var_uint(data: bytes, pos: int = 0) -> tuple[int, int]:
     """Read a lib0 var-uint at ``pos``; return ``(value, next position)``."""
-    num = 0
-    shift = 0
-    for i in range(_MAX_VAR_UINT_BYTES):
-        if pos + i >= len(data):
-            raise CorruptUpdate("sync message truncated inside a var-uint")
-        b = data[pos + i]
-        num |= (b & 0x7F) << shift
-        if b < 0x80:
-            if num > _U64_MAX:
-                break
-            return num, pos + i + 1
-        shift += 7
-    raise CorruptUpdate("sync message var-uint too long")
+    reader = _SyncReader(data)
+    reader.pos = pos
+    return reader.read_var_uint(), reader.pos
 
 
 def _message(kind: int, payload: bytes) -> bytes:

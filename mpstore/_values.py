@@ -174,3 +174,29 @@ def decode_value(text: str) -> object:
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _ASCII_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 _DECODER: Final = json.JSONDecoder(object_pairs_hook=_hook, parse_constant=_refuse_constant)
+
+
+def exact_json(obj: Any, what: str) -> str:
+    """Compact JSON text of ``obj`` that loads back equal, else InvalidArgument (a TypeError).
+
+    Refused: what JSON cannot carry (NaN, infinities, other types, cycles) and dict keys that
+    are not ``str`` (JSON would turn them into strings). ``what`` names the value in the error.
+    """
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"{what} is not JSON-serialisable: {exc}") from None
+    todo = [obj]
+    while todo:  # after dumps, which refuses cycles
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise InvalidArgument(
+                        f"{what} is not JSON-serialisable: dict keys must be str, not "
+                        f"{type(key).__name__} ({key!r})"
+                    )
+                todo.append(value)
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+    return text

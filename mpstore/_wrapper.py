@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -35,6 +34,7 @@ from ._peer import (
 from ._presence_node import Presence
 from ._runtime import Runtime
 from ._session import MIN_MESSAGE_RATE, SessionConfig
+from ._values import exact_json
 from ._wire import Kind
 from .transports._factory import make_transport
 from .transports.base import LocalNode, Transport
@@ -86,8 +86,18 @@ class MultipeerConnectivity:
         validate_display_name(display_name)
         validate_service_type(service_type)
         info = validate_discovery_info(discovery_info)
-        if not peer_timeout > 0:
-            raise ConfigurationError("peer_timeout must be > 0 seconds")
+        for name, seconds in (
+            ("peer_timeout", peer_timeout),
+            ("send_timeout", send_timeout),
+            ("handshake_timeout", handshake_timeout),
+        ):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds, got {seconds!r}")
+        for name, folder in (("data_dir", data_dir), ("file_dir", file_dir)):
+            if folder is not None and not isinstance(folder, (str, os.PathLike)):
+                raise ConfigurationError(
+                    f"{name} must be a path (str or os.PathLike), not {type(folder).__name__}"
+                )
         if not isinstance(max_message_size, int) or max_message_size < 1:
             raise ConfigurationError("max_message_size must be a positive number of bytes")
         if not isinstance(max_peers, int) or max_peers < 2:
@@ -409,11 +419,7 @@ class MultipeerConnectivity:
     def send(self, message: Any, to_peer: Any = None, reliable: bool = True) -> None:
         """Send a JSON-serialisable message to all peers (None), one PeerID, or a list of them."""
         self._check_open()
-        try:
-            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            _check_json_keys(message)  # after dumps, which refuses cycles
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidArgument(f"message is not JSON-serialisable: {exc}") from None
+        text = exact_json(message, "message")
         payload = text.encode("utf-8", "surrogatepass")
         if len(payload) > self._max_message_size:
             raise MessageTooLarge(
@@ -579,20 +585,6 @@ class _Pacer:
                 self._tokens -= 1
                 return 0.0
             return (1 - self._tokens) / self._fill
-
-
-def _check_json_keys(message: Any) -> None:
-    """Raise TypeError if a dict in ``message`` has a non-str key (JSON would turn it into a str)."""
-    todo = [message]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if not isinstance(key, str):
-                    raise InvalidArgument(f"dict keys must be str, not {type(key).__name__} ({key!r})")
-                todo.append(value)
-        elif isinstance(item, (list, tuple)):
-            todo.extend(item)
 
 
 def _secret_bytes(secret: object) -> str | bytes:

@@ -44,6 +44,8 @@ __all__ = ["Attachment", "Backend", "StaticFile", "WebServer", "is_loopback", "s
 log = logging.getLogger("mpstore.web")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Seconds stop() waits for the pages' queues to drain before closing them.
+STOP_DRAIN_TIMEOUT = 5.0
 #: Bytes queued for a page above which the store is told to hold back (its outbox keeps the rest).
 HIGH_WATER = 256 * 1024
 #: Silence after which a keepalive goes out (the page's provider reconnects after 30 s of none).
@@ -222,6 +224,14 @@ class WebServer:
         server, self._server = self._server, None
         if server is None:
             return
+        # What the store handed a page before the stop reaches it (bounded: a page that does not
+        # read is cut off after STOP_DRAIN_TIMEOUT and resyncs by diff when it comes back).
+        deadline = asyncio.get_running_loop().time() + STOP_DRAIN_TIMEOUT
+        while any(page.queue and not page.closing for page in self._pages):
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("stopping with data still queued for %d page(s)", len(self._pages))
+                break
+            await asyncio.sleep(0.01)
         server.close(close_connections=True)
         await server.wait_closed()
 

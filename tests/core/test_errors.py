@@ -34,6 +34,11 @@ def _new(**kwargs: Any) -> None:
         {"max_message_size": 0},
         {"max_peers": 1},
         {"secret": ""},
+        {"send_timeout": -1},
+        {"handshake_timeout": float("nan")},
+        {"peer_timeout": "5"},
+        {"data_dir": 5},
+        {"file_dir": 3},
     ],
 )
 def test_bad_settings_raise_configuration_error(kwargs: dict[str, Any]) -> None:

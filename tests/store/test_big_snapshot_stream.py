@@ -66,3 +66,21 @@ def test_a_big_snapshot_over_the_memory_network_drops_no_link() -> None:
         b.peer_removed = removed.append  # type: ignore[method-assign]
         b.shared_dict("s").wait_for(lambda d: len(d) == n, timeout=240)
         assert removed == []
+
+
+def test_a_blocked_core_does_not_judge_its_peers_silent() -> None:
+    import time
+
+    removed: list[Any] = []
+    with devices() as make:
+        # A's core blocks longer than A's peer_timeout; B (patient) keeps sending heartbeats.
+        a, b = make("A", peer_timeout=1.0), make("B", peer_timeout=10.0)
+        a.wait_for_peers(1, timeout=5)
+        for d in (a, b):
+            d.peer_removed = removed.append  # type: ignore[method-assign]
+        for _ in range(4):
+            # As a long apply or a GC pause: B's heartbeats wait, unread, in A's loop meanwhile,
+            # and A must read them before it judges B silent.
+            a._runtime.post(lambda: time.sleep(1.3))
+            time.sleep(0.3)
+        assert removed == []

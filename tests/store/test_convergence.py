@@ -32,7 +32,7 @@ KEYS = ["a", "b", "c", "d"]
 def state_vector(node: Node) -> dict[int, int]:
     sv = node.core(lambda: node.manager.docsync.doc("s").state_vector())
     r = Reader(sv)
-    return {r.varuint(): r.varuint() for _ in range(r.varuint())}
+    return {r.read_var_uint(): r.read_var_uint() for _ in range(r.read_var_uint())}
 
 
 @dataclass

@@ -41,7 +41,7 @@ def test_varuint_round_trip() -> None:
     for n in (0, 1, 127, 128, 300, 2**32, 2**53 - 1):
         out = bytearray()
         write_varuint(out, n)
-        assert Reader(bytes(out)).varuint() == n
+        assert Reader(bytes(out)).read_var_uint() == n
 
 
 def test_newcomer_receives_a_snapshot() -> None:

@@ -192,7 +192,7 @@ def _sv(d: Device) -> dict[int, int]:
     assert manager is not None
     sv = d._node.runtime.call(lambda: manager.docsync.doc("s").state_vector())  # type: ignore[attr-defined]
     r = Reader(sv)
-    return {r.varuint(): r.varuint() for _ in range(r.varuint())}
+    return {r.read_var_uint(): r.read_var_uint() for _ in range(r.read_var_uint())}
 
 
 class _Writer:
