@@ -197,7 +197,11 @@ def run_send(args: argparse.Namespace) -> int:
 def run_receive(args: argparse.Namespace) -> int:
     """``mpstore receive``: accept files into --dir until --count files arrived, --timeout, or ^C."""
     folder = os.path.abspath(args.dir)
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        print(f"mpstore receive: cannot use {folder!r} as the folder: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     mc = _Receiver(
         folder, _display_name(args, "receiver"), args.service, transport=_transport(args), secret=args.secret
     )

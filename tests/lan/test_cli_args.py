@@ -30,3 +30,16 @@ def test_lan_transport_refuses_a_static_peer_port_out_of_range() -> None:
 
     with pytest.raises(mpstore.ConfigurationError):
         LanTransport(peers=[("127.0.0.1", 70000)], discovery=False)
+
+
+def test_receive_into_a_file_is_one_line_and_status_2(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    done = subprocess.run(
+        [sys.executable, "-m", "mpstore", "receive", "--dir", str(not_a_folder), "--no-discovery",
+         "--host", "127.0.0.1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
