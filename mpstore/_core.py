@@ -687,6 +687,7 @@ class Node:
                     peer,
                 )
                 return
+            link: LinkId | None = None
             with self._app_lock:
                 queued = self._app_queued[peer.id] = self._app_queued.get(peer.id, 0) + 1
                 pause = queued >= APP_QUEUE_LIMIT and peer.id not in self._app_paused
@@ -697,8 +698,10 @@ class Node:
                     else:
                         pause = False
             self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload, self)
-            if pause:
-                self.transport.pause_reading(self._app_paused[peer.id], True)
+            if pause and link is not None:
+                # ``link`` from under the lock: the dispatcher may already have drained the queue
+                # and removed the _app_paused entry (its resume is posted, so it runs after this).
+                self.transport.pause_reading(link, True)
         elif event.kind == Kind.PRESENCE and self.presence is not None:
             self.presence.message(peer, event.payload, event.reliable)
         elif event.kind == Kind.STORE and self.store is not None:
