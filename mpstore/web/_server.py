@@ -46,6 +46,10 @@ log = logging.getLogger("mpstore.web")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Seconds stop() waits for the pages' queues to drain before closing them.
 STOP_DRAIN_TIMEOUT = 5.0
+#: ... and how long it waits for a page whose queue does not move (it is not reading).
+STOP_STALL_TIMEOUT = 0.5
+#: Seconds a closing handshake may take before the socket is dropped (end_all waits for it).
+CLOSE_TIMEOUT = 2.0
 #: Bytes queued for a page above which the store is told to hold back (its outbox keeps the rest).
 HIGH_WATER = 256 * 1024
 #: Silence after which a keepalive goes out (the page's provider reconnects after 30 s of none).
@@ -215,6 +219,7 @@ class WebServer:
             max_queue=8,  # frames buffered per page: memory is at most max_queue x max_message_size
             compression=None,
             write_limit=HIGH_WATER,
+            close_timeout=CLOSE_TIMEOUT,
         )
         sockets = list(self._server.sockets)
         self.port = sockets[0].getsockname()[1]
@@ -226,10 +231,17 @@ class WebServer:
             return
         # What the store handed a page before the stop reaches it (bounded: a page that does not
         # read is cut off after STOP_DRAIN_TIMEOUT and resyncs by diff when it comes back).
-        deadline = asyncio.get_running_loop().time() + STOP_DRAIN_TIMEOUT
-        while any(page.queue and not page.closing for page in self._pages):
-            if asyncio.get_running_loop().time() > deadline:
-                log.warning("stopping with data still queued for %d page(s)", len(self._pages))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_DRAIN_TIMEOUT
+        stalled_since, last = loop.time(), -1
+        while True:
+            queued = sum(page.queued for page in self._pages if page.queue and not page.closing)
+            if not queued:
+                break
+            if queued != last:
+                stalled_since, last = loop.time(), queued
+            if loop.time() > deadline or loop.time() - stalled_since > STOP_STALL_TIMEOUT:
+                log.warning("stopping with %d bytes still queued for pages that do not read", queued)
                 break
             await asyncio.sleep(0.01)
         server.close(close_connections=True)
