@@ -723,14 +723,19 @@ class Node:
 
     def _arm(self, at: float) -> None:
         """Make sure the timer fires no later than ``at`` (time.monotonic())."""
-        if self._closed or (self._tick_at is not None and self._tick_at <= at):
+        if self._closed:
+            return
+        # A floor of MIN_TICK keeps a deadline that is already due from spinning the loop. The
+        # comparison is on that effective time: a timer already armed for a due deadline is
+        # never pushed back (frames arriving every millisecond would otherwise starve it).
+        now = time.monotonic()
+        fire = max(at, now + MIN_TICK)
+        if self._tick_at is not None and self._tick_at <= fire:
             return
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        # A floor of MIN_TICK keeps a deadline that is already due from spinning the loop.
-        delay = max(MIN_TICK, at - time.monotonic())
-        self._tick_at = time.monotonic() + delay
-        self._tick_handle = self.runtime.loop.call_later(delay, self._tick)
+        self._tick_at = fire
+        self._tick_handle = self.runtime.loop.call_later(fire - now, self._tick)
 
     def _tick(self) -> None:
         """Run the timers that are due (sessions, file transfers); re-arm for the next deadline."""

@@ -79,3 +79,28 @@ def test_a_timer_that_fails_on_one_link_stays_armed(monkeypatch: pytest.MonkeyPa
 
         armed = ann._runtime.call(tick_with_every_deadline_due, timeout=5)
         assert armed is not None
+
+
+def test_a_steady_stream_in_does_not_starve_our_heartbeats() -> None:
+    # Bob only receives: frames arrive every millisecond or so, and each one pumps his link. His
+    # heartbeat is due all along; re-arming the timer on every frame must not push it back
+    # forever, or Ann drops him for silence (seen as lost messages in benchmarks/lan.py).
+    net = mpstore.MemoryNetwork()
+    with (
+        mpstore.MultipeerConnectivity("Ann", "timers", transport=net, peer_timeout=1.0) as ann,
+        mpstore.MultipeerConnectivity("Bob", "timers", transport=net, peer_timeout=1.0) as bob,
+    ):
+        ann.wait_for_peers(1, timeout=10)
+        bob.wait_for_peers(1, timeout=10)
+        removed: list[str] = []
+        end = time.monotonic() + 3.0
+        n = 0
+        while time.monotonic() < end:
+            ann.send(n, reliable=False)
+            n += 1
+            time.sleep(0.0005)
+            if not ann.get_peers():
+                removed.append("Bob")
+                break
+        assert not removed, f"Ann dropped Bob after {n} messages: his heartbeats were starved"
+        assert [p.display_name for p in ann.get_peers()] == ["Bob"]
