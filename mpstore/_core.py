@@ -723,13 +723,17 @@ class Node:
 
     def _arm(self, at: float) -> None:
         """Make sure the timer fires no later than ``at`` (time.monotonic())."""
-        if self._closed or (self._tick_at is not None and self._tick_at <= at):
+        now = time.monotonic()
+        # A floor of MIN_TICK keeps a deadline that is already due from spinning the loop.
+        delay = max(MIN_TICK, at - now)
+        # Compare with when the timer would really fire: re-arming a due deadline MIN_TICK from
+        # now on every frame would push the tick forever while frames keep coming (every ms),
+        # and no heartbeat would go out (the peer then drops us as silent).
+        if self._closed or (self._tick_at is not None and self._tick_at <= now + delay):
             return
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        # A floor of MIN_TICK keeps a deadline that is already due from spinning the loop.
-        delay = max(MIN_TICK, at - time.monotonic())
-        self._tick_at = time.monotonic() + delay
+        self._tick_at = now + delay
         self._tick_handle = self.runtime.loop.call_later(delay, self._tick)
 
     def _tick(self) -> None:
