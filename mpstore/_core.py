@@ -752,23 +752,45 @@ class Node:
             self._tick_handle = self.runtime.loop.call_later(MIN_TICK, self._tick)
             return
         self._stalled = False
-        for link in list(self.links):
-            entry = self.links.get(link)
-            if entry is None:
-                continue
+        try:
+            for link in list(self.links):
+                entry = self.links.get(link)
+                if entry is None:
+                    continue
+                try:
+                    deadline = entry.session.next_deadline()
+                    if deadline is not None and deadline <= now:
+                        entry.session.handle_timer(now)
+                    self._pump(link)
+                except Exception:
+                    log.exception("the timer failed on a link; the other links' timers go on")
+            if self.files is not None:
+                try:
+                    self.files.tick(now)
+                except Exception:
+                    log.exception("file transfers failed on a timer")
+        finally:
+            # Re-armed from every deadline, not only from the pumps above: a link whose reading
+            # is paused gets no other pump, and its heartbeats must still go out.
+            self._arm_all(now)
+
+    def _arm_all(self, now: float) -> None:
+        """Arm the timer for the earliest deadline of every link and of the file transfers."""
+        earliest: float | None = None
+        for entry in self.links.values():
             deadline = entry.session.next_deadline()
-            if deadline is not None and deadline <= now:
-                entry.session.handle_timer(now)
-            self._pump(link)  # re-arms for this link's next deadline
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
         if self.files is not None:
             try:
-                self.files.tick(now)
                 deadline = self.files.next_deadline(now)
             except Exception:
                 log.exception("file transfers failed on a timer")
                 deadline = now + 1.0
-            if deadline is not None:
-                self._arm(deadline)
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        if earliest is not None:
+            self._arm(earliest)
 
     def wake_files(self) -> None:
         """A file transfer started or changed: make sure its timers run."""

@@ -8,6 +8,7 @@ in order, on the dispatcher thread, never on the core thread and never under an 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import queue
@@ -34,6 +35,10 @@ class Runtime:
         self._closed = False
         self._ready = threading.Event()
         self._callbacks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Calls posted from other threads, taken by the core in batches (see post()).
+        self._posted: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = collections.deque()
+        self._posted_lock = threading.Lock()
+        self._drain_scheduled = False
         # Futures of call() not finished yet: failed with Closed once the loop is closed, so a
         # call whose post landed just before the loop stopped cannot wait forever.
         self._calls: set[concurrent.futures.Future[Any]] = set()
@@ -94,13 +99,33 @@ class Runtime:
         return threading.current_thread() is self._dispatcher
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the core thread soon; raise Closed after stop()."""
+        """Run ``fn(*args)`` on the core thread soon (in post order); raise Closed after stop()."""
         if self._closed:
             raise Closed("this object was ended with end_all()")
+        with self._posted_lock:
+            self._posted.append((fn, args))
+            if self._drain_scheduled:
+                return  # the core will take it with the others: one wake-up per burst
+            self._drain_scheduled = True
         try:
-            self.loop.call_soon_threadsafe(fn, *args)
+            self.loop.call_soon_threadsafe(self._drain_posted)
         except RuntimeError:
             raise Closed("this object was ended with end_all()") from None
+
+    def _drain_posted(self) -> None:
+        """Core thread: run what was posted so far, then yield to I/O if more is waiting."""
+        with self._posted_lock:
+            batch, self._posted = self._posted, collections.deque()
+        for fn, args in batch:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("error in a call posted to the core (%s)", getattr(fn, "__name__", fn))
+        with self._posted_lock:
+            if self._posted:
+                self.loop.call_soon(self._drain_posted)  # after the I/O that is ready
+            else:
+                self._drain_scheduled = False
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn(*args)`` on the core thread and return its result (inline if already there)."""

@@ -50,3 +50,32 @@ def test_idle_peers_wake_for_heartbeats_only_and_still_time_out(ticks: dict[str,
         started = time.monotonic()
         wait_until(lambda: not ann.get_peers(), timeout=10)
         assert time.monotonic() - started < 3.0 + 1.5
+
+
+def test_a_timer_that_fails_on_one_link_stays_armed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A link whose reading is paused (push-back) gets no pump from incoming frames: only the
+    # timer sends its heartbeats, so one failing link must not leave the timer unarmed.
+    from mpstore import _session
+
+    net = mpstore.MemoryNetwork()
+    with (
+        mpstore.MultipeerConnectivity("Ann", "timers", transport=net) as ann,
+        mpstore.MultipeerConnectivity("Bob", "timers", transport=net) as bob,
+    ):
+        ann.wait_for_peers(1, timeout=10)
+        bob.wait_for_peers(1, timeout=10)
+
+        def broken(self: Any, now: float) -> None:
+            raise RuntimeError("a bug in one link's timer")
+
+        monkeypatch.setattr(_session.LinkSession, "handle_timer", broken)
+        node = ann._node
+
+        def tick_with_every_deadline_due() -> float | None:
+            for entry in node.links.values():
+                entry.session._last_sent = -1e9  # a heartbeat is due now
+            node._tick()
+            return node._tick_at
+
+        armed = ann._runtime.call(tick_with_every_deadline_due, timeout=5)
+        assert armed is not None

@@ -1,0 +1,58 @@
+"""Runtime.post: calls from other threads run on the core in order, one loop wake-up per burst."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from mpstore._errors import Closed
+from mpstore._runtime import Runtime
+
+
+def test_a_burst_of_posts_costs_one_wake_up_and_keeps_its_order() -> None:
+    runtime = Runtime("post-test")
+    try:
+        wakeups = 0
+        original = runtime.loop.call_soon_threadsafe
+
+        def counting(*args: Any) -> Any:
+            nonlocal wakeups
+            wakeups += 1
+            return original(*args)
+
+        runtime.loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        gate = threading.Event()
+        seen: list[int] = []
+        runtime.post(gate.wait, 10)  # the core is busy while the burst is posted
+        for i in range(1000):
+            runtime.post(seen.append, i)
+        gate.set()
+        assert runtime.call(lambda: list(seen), timeout=10) == list(range(1000))
+        assert wakeups <= 3, wakeups  # the blocker's, the burst's, call()'s: not one per post
+    finally:
+        runtime.stop()
+
+
+def test_a_failing_posted_call_does_not_stop_the_others() -> None:
+    runtime = Runtime("post-test")
+    try:
+        seen: list[str] = []
+
+        def boom() -> None:
+            raise RuntimeError("bug in a posted call")
+
+        runtime.post(seen.append, "a")
+        runtime.post(boom)
+        runtime.post(seen.append, "b")
+        assert runtime.call(lambda: list(seen), timeout=10) == ["a", "b"]
+    finally:
+        runtime.stop()
+
+
+def test_post_after_stop_raises_closed() -> None:
+    runtime = Runtime("post-test")
+    runtime.stop()
+    with pytest.raises(Closed):
+        runtime.post(print)
