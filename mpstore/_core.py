@@ -723,19 +723,18 @@ class Node:
 
     def _arm(self, at: float) -> None:
         """Make sure the timer fires no later than ``at`` (time.monotonic())."""
-        if self._closed:
-            return
-        # A floor of MIN_TICK keeps a deadline that is already due from spinning the loop. The
-        # comparison is on that effective time: a timer already armed for a due deadline is
-        # never pushed back (frames arriving every millisecond would otherwise starve it).
         now = time.monotonic()
-        fire = max(at, now + MIN_TICK)
-        if self._tick_at is not None and self._tick_at <= fire:
+        # A floor of MIN_TICK keeps a deadline that is already due from spinning the loop.
+        delay = max(MIN_TICK, at - now)
+        # Compare with when the timer would really fire: re-arming a due deadline MIN_TICK from
+        # now on every frame would push the tick forever while frames keep coming (every ms),
+        # and no heartbeat would go out (the peer then drops us as silent).
+        if self._closed or (self._tick_at is not None and self._tick_at <= now + delay):
             return
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        self._tick_at = fire
-        self._tick_handle = self.runtime.loop.call_later(fire - now, self._tick)
+        self._tick_at = now + delay
+        self._tick_handle = self.runtime.loop.call_later(delay, self._tick)
 
     def _tick(self) -> None:
         """Run the timers that are due (sessions, file transfers); re-arm for the next deadline."""

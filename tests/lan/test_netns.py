@@ -52,7 +52,11 @@ def test_three_peers_discover_each_other_and_exchange_messages(
     a0.call("send", message={"to": "all"})
     a1.call("send", message="just p2", to=["p2"])
     a2.call("send", message=[1, 2, 3], to=["p0", "p1"])
-    wait_for(lambda: len(_inbox(lan, 2)) == 2 and len(_inbox(lan, 1)) == 2, 5, what="messages")
+    wait_for(
+        lambda: len(_inbox(lan, 2)) == 2 and len(_inbox(lan, 1)) == 2 and len(_inbox(lan, 0)) == 1,
+        5,
+        what="messages",
+    )
     assert sorted(_inbox(lan, 0), key=str) == [("p2", [1, 2, 3])]
     assert sorted(_inbox(lan, 1), key=str) == sorted([("p0", {"to": "all"}), ("p2", [1, 2, 3])], key=str)
     assert sorted(_inbox(lan, 2), key=str) == sorted([("p0", {"to": "all"}), ("p1", "just p2")], key=str)
