@@ -44,10 +44,10 @@ from ._errors import CorruptUpdate, ProtocolError, ServerRefused
 __all__ = [
     "DIALECTS",
     "AwarenessIn",
-    "Closed",
     "Connect",
     "Disconnect",
     "Failed",
+    "Finished",
     "Hocuspocus",
     "LinkConfig",
     "Lost",
@@ -326,7 +326,7 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class Closed:
+class Finished:
     """close() was called: detach; the link is finished."""
 
 
@@ -342,7 +342,7 @@ Effect = (
     | Resync
     | Lost
     | Failed
-    | Closed
+    | Finished
 )
 
 
@@ -459,7 +459,7 @@ class ServerLink:
             self._effects.append(Disconnect(1000, "closed by the client"))
         self.state = State.CLOSED
         self._deadline = None
-        self._effects.append(Closed())
+        self._effects.append(Finished())
 
     def send_sync(self, message: bytes, now: float) -> bool:
         """Queue one plain y-protocols sync message for the server; False if no socket is open."""

@@ -227,7 +227,7 @@ class ServerConnection:
         elif isinstance(effect, ys.Synced):
             log.info("synced store %r with %s", self.store, self.url)
             self._notify()
-        elif isinstance(effect, (ys.Lost, ys.Closed)):
+        elif isinstance(effect, (ys.Lost, ys.Finished)):
             self._detach()
             self._notify()
         elif isinstance(effect, ys.Failed):

@@ -12,10 +12,10 @@ from mpstore import ServerRefused
 from mpstore._syncproto import encode_sync_step1, encode_sync_step2, encode_update, encode_var_uint
 from mpstore._yserver import (
     AwarenessIn,
-    Closed,
     Connect,
     Disconnect,
     Failed,
+    Finished,
     Hocuspocus,
     LinkConfig,
     Lost,
@@ -307,13 +307,13 @@ def test_close_is_final() -> None:
     link = open_link()
     link.effects()
     link.close(1.0)
-    assert kinds(link.effects()) == ["Disconnect", "Closed"]
+    assert kinds(link.effects()) == ["Disconnect", "Finished"]
     link.start(2.0)
     link.connection_lost(2.0, "x")
     link.handle_timer(100.0)
     assert link.effects() == [] and link.state is State.CLOSED
     assert Connect() not in link.effects()
-    assert Closed() == Closed()
+    assert Finished() == Finished()
 
 
 def test_periodic_resync_while_synced() -> None:
