@@ -154,6 +154,9 @@ def test_interactive_chat_prints_incoming_messages_above_the_prompt() -> None:
         port = read_until(rb"listening on 127\.0\.0\.1:(\d+)").group(1).decode()
         bob = _Proc("chat", "--name", "Bob", *lan, "--peer", f"127.0.0.1:{port}")
         read_until(rb"\* Bob joined\r\n")
+        # Bob's own side of the link may come up a moment after Ann's: until then Bob's chat
+        # answers "nobody to send to yet" instead of sending.
+        bob.wait_line(lambda s: s == "* Ann joined")
         os.write(master, b"hel")  # Ann is halfway through typing...
         read_until(rb"hel")
         bob.say("hi ann")  # ...when Bob's message arrives
