@@ -496,6 +496,15 @@ class MultipeerConnectivity:
         # taken _MAX_POSTED bytes posted before: without the second rule a fast sender would
         # queue without bound on the core loop before the transport's back-pressure reaches it.
         node = self._node
+        if not node.blocked:  # the common case, decided under the lock without a deadline
+            changed = node.changed
+            changed.acquire()
+            try:
+                if not node.blocked and (node.posted == 0 or node.posted + size <= _MAX_POSTED):
+                    node.posted += size
+                    return
+            finally:
+                changed.release()
         deadline = time.monotonic() + self._send_timeout
         with node.changed:
             while True:
