@@ -361,13 +361,25 @@ class Node:
                 entry.session.send(kind, payload, reliable, now)
                 self._flush(found[1], entry)
 
-    def send_posted(self, kind: int, peer_ids: list[str], payload: bytes) -> None:
+    def send_posted(
+        self, kind: int, peer_ids: list[str], payload: bytes, cut_held: str | None = None
+    ) -> None:
         """Send a reliable message a user thread counted in ``posted``.
 
         The frames are queued in order on each link's session now; they reach the links' queues
         (and the count is released) once per burst of posted sends, in _after_posted, so that a
-        burst of small messages costs one hand-over to the transport, not one per message."""
+        burst of small messages costs one hand-over to the transport, not one per message.
+        With ``cut_held`` (a reason), a listed peer whose link is still over its high-water mark
+        is not sent to: its link is closed as failed, for that reason.
+        """
         try:
+            if cut_held is not None:
+                for peer_id in peer_ids:
+                    found = self.peers.get(peer_id)
+                    entry = self.links.get(found[1]) if found is not None else None
+                    if found is not None and entry is not None and entry.slow:
+                        self.cut(found[1], entry, cut_held)
+                peer_ids = [peer_id for peer_id in peer_ids if peer_id in self.peers]
             for peer_id in peer_ids:
                 found = self.peers.get(peer_id)
                 if found is None:
@@ -394,6 +406,21 @@ class Node:
             with self.changed:
                 self.posted -= released
                 self.changed.notify_all()
+
+    def cut(self, link: LinkId, entry: _Link, reason: str) -> None:
+        """Close a link whose peer takes nothing more: a failed link (peer_removed follows).
+
+        What was queued for it is dropped, not flushed into a buffer it does not drain; when it
+        comes back, the stores resync by state vector.
+        """
+        log.warning(
+            "closing the link to %r: %s (%d queued bytes dropped)", entry.peer, reason, entry.out_bytes
+        )
+        entry.out.clear()
+        entry.out_bytes = 0
+        entry.session.frames_to_send()  # posted sends not handed to the link yet: dropped too
+        entry.session.close(f"peer not reading: {reason}")
+        self._pump(link)
 
     def app_consumed(self, peer_id: str, count: int = 1) -> None:
         """Dispatcher thread: ``count`` application messages of ``peer_id`` were handed to receive."""
@@ -891,9 +918,7 @@ def _call_owner(owner_ref: weakref.ref[Any], method: str, *args: Any) -> None:
         getattr(owner, method)(*args)
 
 
-def _deliver_app(
-    owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node: Node | None = None
-) -> None:
+def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node: Node | None = None) -> None:
     try:
         owner = owner_ref()
         if owner is None:

@@ -255,6 +255,7 @@ class MultipeerConnectivity:
         files = self._node.files
         assert isinstance(files, FileManager)
         return files
+
     def presence_changed(self, peer: PeerID, state: Any) -> None:
         """Called when a peer's presence state changed (None: it went away); override it."""
 
@@ -431,11 +432,10 @@ class MultipeerConnectivity:
             return
         if self._node.peer_rates:
             targets = self._pace(targets, reliable)
-        ids = [peer.id for peer in targets]
         if reliable:
-            self._wait_writable(targets, len(payload))
-            self._runtime.post(self._node.send_posted, Kind.APP, ids, payload)
+            self._hand_over(targets, payload, explicit=to_peer is not None)
             return
+        ids = [peer.id for peer in targets]
         if self._node.blocked:
             ids = [peer.id for peer in targets if peer.id not in self._node.blocked]
         self._runtime.post(self._node.send, Kind.APP, ids, payload, reliable)
@@ -491,34 +491,83 @@ class MultipeerConnectivity:
             raise NotConnected(f"not connected to {names}; nothing was sent", missing[0])
         return list(dict.fromkeys(wanted))
 
-    def _wait_writable(self, targets: list[PeerID], size: int) -> None:
-        # Wait while a target's link is over its high-water mark, or while the core has not yet
-        # taken _MAX_POSTED bytes posted before: without the second rule a fast sender would
-        # queue without bound on the core loop before the transport's back-pressure reaches it.
+    def _hand_over(self, targets: list[PeerID], payload: bytes, explicit: bool) -> None:
+        """Post a reliable message to each target as soon as its link takes more.
+
+        A target whose link is over its high-water mark does not hold back the others: they
+        get the message at once and only that target is waited for, up to send_timeout. Then a
+        broadcast (``explicit`` False) closes the links of the targets still held, as failed
+        links, and returns; a send naming its peers raises SendTimeout instead. A named peer that
+        is disconnected while the send waits raises NotConnected; a broadcast skips it.
+        """
+        # Also waited for: the core taking _MAX_POSTED bytes posted before; without that rule
+        # a fast sender would queue without bound on the core loop before the transport's
+        # back-pressure reaches it.
         node = self._node
-        if not node.blocked:  # the common case, decided under the lock without a deadline
+        size = len(payload)
+        if not node.blocked:
+            # The common case (no link over its mark, every target still connected), decided
+            # under the lock without the bookkeeping below; anything else takes the full path.
             changed = node.changed
             changed.acquire()
             try:
-                if not node.blocked and (node.posted == 0 or node.posted + size <= _MAX_POSTED):
+                snapshot = node.peers_snapshot
+                if (
+                    not node.blocked
+                    and (node.posted == 0 or node.posted + size <= _MAX_POSTED)
+                    and all(peer in snapshot for peer in targets)
+                ):
                     node.posted += size
+                    self._runtime.post(node.send_posted, Kind.APP, [peer.id for peer in targets], payload)
                     return
             finally:
                 changed.release()
         deadline = time.monotonic() + self._send_timeout
+        pending = {peer.id: peer for peer in targets}
+        sent: list[PeerID] = []
         with node.changed:
             while True:
-                slow = [peer for peer in targets if peer.id in node.blocked]
-                if not slow and (node.posted == 0 or node.posted + size <= _MAX_POSTED):
+                connected = {peer.id for peer in node.peers_snapshot}
+                gone = [peer for peer_id, peer in pending.items() if peer_id not in connected]
+                if gone:
+                    if explicit:
+                        raise NotConnected(
+                            f"{gone[0]!r} was disconnected before this send could be handed to it; "
+                            + _sent_note(sent),
+                            gone[0],
+                        )
+                    for peer in gone:
+                        del pending[peer.id]
+                ready = [peer for peer_id, peer in pending.items() if peer_id not in node.blocked]
+                if ready and (node.posted == 0 or node.posted + size <= _MAX_POSTED):
                     node.posted += size
+                    self._runtime.post(node.send_posted, Kind.APP, [peer.id for peer in ready], payload)
+                    for peer in ready:
+                        del pending[peer.id]
+                    sent.extend(ready)
+                if not pending:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    who = repr(slow[0]) if slow else "the core"
-                    raise SendTimeout(
-                        f"{who} has not drained its send buffer for {self._send_timeout} s; nothing was sent"
-                    )
+                    break
                 node.changed.wait(remaining)
+            held = [peer for peer_id, peer in pending.items() if peer_id in node.blocked]
+            if explicit or not held:
+                who = repr(held[0]) if held else "the core"
+                raise SendTimeout(
+                    f"{who} has not drained its send buffer for {self._send_timeout} s; " + _sent_note(sent)
+                )
+            node.posted += size
+        # A broadcast: the peers still held are cut (they could not take one message within
+        # send_timeout); any whose link drained meanwhile gets the message instead.
+        self._runtime.call(
+            node.send_posted,
+            Kind.APP,
+            [peer.id for peer in pending.values()],
+            payload,
+            f"its link took nothing for {self._send_timeout:g} s (send_timeout) while a broadcast waited",
+            timeout=self._send_timeout,
+        )
 
     # -- leaving ------------------------------------------------------------------------------------
     def disconnect(self) -> None:
@@ -594,6 +643,13 @@ class _Pacer:
                 self._tokens -= 1
                 return 0.0
             return (1 - self._tokens) / self._fill
+
+
+def _sent_note(sent: list[PeerID]) -> str:
+    """How much of a failed reliable send went out, for its error message."""
+    if not sent:
+        return "nothing was sent"
+    return "it was sent only to " + ", ".join(repr(peer) for peer in sent)
 
 
 def _secret_bytes(secret: object) -> str | bytes:

@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-timeout", type=float, default=3.0)
     p.add_argument("--send-timeout", type=float, default=10.0)
     p.add_argument("--ip-version", default="v4")
+    p.add_argument("--host", default=None, help="listen on this address only (e.g. 127.0.0.1)")
     p.add_argument("--static", action="append", default=[], help="host:port to dial")
     p.add_argument("--no-discovery", action="store_true")
     p.add_argument("--info", default="", help="discovery info as k=v,k=v")
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         ip_version=args.ip_version,
         peers=statics,
         discovery=not args.no_discovery,
+        host=args.host,
         connect_timeout=2.0,
     )
     t_create = time.time()
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         args.service,
         transport=transport,
         peer_timeout=args.peer_timeout,
+        send_timeout=args.send_timeout,
         discovery_info=info,
         secret=args.secret,
         max_message_rate=args.max_message_rate or None,
