@@ -47,6 +47,8 @@ class _Link:
         "open_on",
         "opened_at",
         "paused",
+        "sent",
+        "taken",
         "waiting",
     )
 
@@ -62,6 +64,9 @@ class _Link:
         }
         self.waiting = {a: False, b: False}
         self.paused = {a: False, b: False}  # this side stopped reading (pause_reading)
+        # Bytes each side sent, and took out of its inbox: each written by its side's thread only.
+        self.sent = {a: 0, b: 0}
+        self.taken = {a: 0, b: 0}
         self.opened_at = time.monotonic()
 
     def other(self, side: MemoryTransport) -> MemoryTransport:
@@ -283,8 +288,16 @@ class MemoryTransport(Transport):
             return True  # lost on the wire, like bytes sent into a dead path
         if not reliable and network._loss and network._rng.random() < network._loss:
             return True
+        entry.sent[self] += len(frame)
         network._carry(entry, self, bytes(frame))
         return True
+
+    def buffered(self, link: LinkId) -> int | None:
+        """Bytes sent on ``link`` that the other end has not read yet (waiting in its inbox)."""
+        entry: _Link | None = self._links.get(link)  # type: ignore[call-overload]
+        if entry is None:
+            return None
+        return entry.sent[self] - entry.taken[entry.other(self)]
 
     def pause_reading(self, link: LinkId, paused: bool) -> None:
         """Stop or resume delivering frames of ``link``; the sender's side is told the link is
@@ -357,6 +370,8 @@ class MemoryTransport(Transport):
                 self._loop.call_later(delay, self._drain, link)
                 return
             inbox.popleft()
+            if frame is not None:
+                link.taken[self] += len(frame)
             self._deliver(link, frame)
 
     def _deliver(self, link: _Link, frame: bytes | None) -> None:
