@@ -115,3 +115,30 @@ def test_random_values_round_trip_through_javascript(batch: list[Any]) -> None:
         assert same(decode_value(out["text"]), value), value
 
 
+
+
+def test_javascript_encode_refuses_what_it_cannot_carry() -> None:
+    """encodeValue throws a TypeError for a JS value the encoding cannot carry exactly, and never
+    writes text that no reader accepts (a sparse array once gave '[1,,3]', hidden by every
+    replica as undecodable)."""
+    assert NODE is not None
+    script = """
+import { encodeValue, decodeValue } from MODULE_URL
+const cases = {
+  hole: () => [1, , 3], trailingHole: () => new Array(2), undef: () => [undefined],
+  undefKey: () => ({ a: undefined }), fn: () => [() => 1], sym: () => ({ s: Symbol('x') }),
+  map: () => new Map(), date: () => ({ d: new Date(0) }), int8: () => new Int8Array(2),
+}
+const out = {}
+for (const [name, make] of Object.entries(cases)) {
+  try {
+    const text = encodeValue(make())
+    try { decodeValue(text); out[name] = 'wrote ' + text } catch (e) { out[name] = 'unreadable ' + text }
+  } catch (e) { out[name] = e.name }
+}
+process.stdout.write(JSON.stringify(out))
+""".replace("MODULE_URL", json.dumps(MODULE.as_uri()))
+    done = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    out = json.loads(done.stdout)
+    assert out == {name: "TypeError" for name in out}, out

@@ -81,7 +81,15 @@ const encodeAny = (v, path) => {
   if (path.includes(v)) throw new TypeError('store values cannot contain themselves (a cycle)')
   path.push(v)
   try {
-    if (Array.isArray(v)) return '[' + v.map((x) => encodeAny(x, path)).join(',') + ']'
+    if (Array.isArray(v)) {
+      const items = []
+      // A sparse array's holes are skipped by map(); JSON has nothing to say for them.
+      for (let i = 0; i < v.length; i++) {
+        if (!(i in v)) throw new TypeError('store values cannot hold an empty array slot (index ' + i + ')')
+        items.push(encodeAny(v[i], path))
+      }
+      return '[' + items.join(',') + ']'
+    }
     const proto = Object.getPrototypeOf(v)
     if (proto !== Object.prototype && proto !== null) {
       throw new TypeError('store values hold plain objects only, not ' + (v.constructor?.name ?? 'this'))
