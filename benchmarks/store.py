@@ -529,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lan-peers", default="2,4,8,16")
     p.add_argument("--joiners", action="store_true")
     p.add_argument("--max-keys", type=int, default=1_000_000)
+    p.add_argument("--min-keys", type=int, default=1_000, help="first --joiners size (x10 up to --max-keys)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--skip-core", action="store_true", help="skip figures 1-4")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -632,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'keys':>9} {'mpstore s':>10} {'peak RSS':>10} {'links dropped':>14} "
             f"{'pycrdt e+a+r s':>15} {'pycrdt peak RSS':>16} {'time ratio':>10}"
         )
-        keys = 1_000
+        keys = args.min_keys
         while keys <= args.max_keys:
             joined = lan_joiner(keys)
             base = pycrdt_joiner(keys)

@@ -40,6 +40,7 @@ from ._errors import (
 )
 from ._filenode import FileLimits, FileTransfer
 from ._files import TOKEN_TAG
+from ._latest import LatestWins
 from ._peer import PeerID
 from ._presence_node import Presence
 from ._store import SharedDict, StoreChange, Subscription
@@ -69,6 +70,7 @@ __all__ = [
     "InvalidDisplayName",
     "InvalidServiceType",
     "LanTransport",
+    "LatestWins",
     "MCTransport",
     "MemoryNetwork",
     "MessageTooLarge",

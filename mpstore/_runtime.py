@@ -83,6 +83,8 @@ class Runtime:
                 fn(*args)
             except BaseException:
                 log.exception("error in an mpstore callback (%s)", getattr(fn, "__name__", fn))
+            # Not kept alive while waiting for the next one (a store change can hold every key).
+            del item, fn, args
 
     # -- hops -----------------------------------------------------------------------------------
     @property

@@ -888,6 +888,8 @@ class StoreManager:
                     entry = pending.get(key)
                     if entry is not None and entry[0] <= last:
                         del pending[key]
+                if not pending:
+                    store._pending = {}  # a dict keeps its largest table: give it back
 
     def _transact(self, store: SharedDict, sets: dict[str, str], deletes: list[str]) -> None:
         raw = self._sync.transact(store.name, sets, deletes)

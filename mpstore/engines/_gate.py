@@ -255,16 +255,14 @@ class ExactContent:
                 if type(s) is not Item:
                     continue
                 content = s.content
-                kind = type(content)
-                if kind is ContentAny:
-                    arr = content.arr  # type: ignore[attr-defined]
-                    for i, v in enumerate(arr):
+                if isinstance(content, ContentAny):
+                    for i, v in enumerate(content.arr):
                         if type(v) is not str:
                             values[(s.client, s.clock + i)] = v
-                elif kind is ContentJSON:
-                    for i, v in enumerate(content.arr):  # type: ignore[attr-defined]
+                elif isinstance(content, ContentJSON):
+                    for i, v in enumerate(content.arr):
                         values[(s.client, s.clock + i)] = v
-                elif kind in (ContentEmbed, ContentFormat, ContentDoc):
+                elif isinstance(content, (ContentEmbed, ContentFormat, ContentDoc)):
                     self._whole[(s.client, s.clock)] = content
 
     def patch(self, refs: Refs, full: bool) -> None:
@@ -279,8 +277,13 @@ class ExactContent:
                     continue
                 content = s.content
                 kind = type(content)
-                if kind is ContentAny or kind is ContentJSON:
-                    arr = content.arr  # type: ignore[attr-defined]
+                if kind is str:  # ContentAny([str]) decoded bare
+                    key = (s.client, s.clock)
+                    if key in values:
+                        s.content = ContentAny([values[key]])
+                        seen.add(key)
+                elif kind is ContentAny or kind is ContentJSON:
+                    arr = content.arr  # type: ignore[union-attr]
                     for i in range(len(arr)):
                         key = (s.client, s.clock + i)
                         if key in values:

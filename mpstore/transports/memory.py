@@ -32,6 +32,12 @@ log = logging.getLogger("mpstore.memory")
 
 _RETRY_FIRST = 0.05
 _RETRY_MAX = 2.0
+#: Bytes one side may have sent that the other side's loop has not taken yet, as a socket buffer
+#: holds: above HIGH the sender is told the link is not writable, below LOW writable again.
+#: Without it a fast sender floods the receiver's loop with callbacks faster than it runs them,
+#: and the receiver's timers (its heartbeats) wait behind all of them.
+FLIGHT_HIGH = 1024 * 1024
+FLIGHT_LOW = 256 * 1024
 
 
 class _Link:
@@ -41,14 +47,16 @@ class _Link:
         "a",
         "b",
         "broken",
+        "flight",
+        "full",
         "ids",
         "inbox",
         "last_at",
+        "lock",
         "open_on",
         "opened_at",
         "paused",
-        "sent",
-        "taken",
+        "told",
         "waiting",
     )
 
@@ -64,10 +72,26 @@ class _Link:
         }
         self.waiting = {a: False, b: False}
         self.paused = {a: False, b: False}  # this side stopped reading (pause_reading)
-        # Bytes each side sent, and took out of its inbox: each written by its side's thread only.
-        self.sent = {a: 0, b: 0}
-        self.taken = {a: 0, b: 0}
         self.opened_at = time.monotonic()
+        # Flow control, per sending side (see FLIGHT_HIGH); changed from both nodes' threads.
+        self.lock = threading.Lock()
+        self.flight = {a: 0, b: 0}  # bytes sent, not yet taken by the other side
+        self.full = {a: False, b: False}  # over FLIGHT_HIGH, not yet back under FLIGHT_LOW
+        self.told = {a: True, b: True}  # the writability last reported to this side
+
+    def sync_writable(self, sender: MemoryTransport, here: bool = False) -> None:
+        """Tell ``sender`` if its writability changed: not while the other side pauses reading
+        or while too many of its bytes are in flight. ``here``: we are on the sender's loop (it is
+        told at once, as a socket's send tells it); otherwise it is told on its loop."""
+        with self.lock:
+            writable = not self.paused[self.other(sender)] and not self.full[sender]
+            if writable == self.told[sender]:
+                return
+            self.told[sender] = writable
+        if here:
+            sender._report_writable(self)
+        else:
+            sender._post(sender._report_writable, self)
 
     def other(self, side: MemoryTransport) -> MemoryTransport:
         return self.b if side is self.a else self.a
@@ -238,6 +262,14 @@ class MemoryNetwork:
         now = time.monotonic()
         at = max(now + self._latency, link.last_at[sender]) if self._latency else now
         link.last_at[sender] = at
+        if frame is not None:
+            with link.lock:
+                link.flight[sender] += len(frame)
+                filled = not link.full[sender] and link.flight[sender] > FLIGHT_HIGH
+                if filled:
+                    link.full[sender] = True
+            if filled:
+                link.sync_writable(sender, here=True)  # _carry of a frame runs in sender.send()
         receiver._post(receiver._arrive, link, frame, at)
 
 
@@ -288,16 +320,13 @@ class MemoryTransport(Transport):
             return True  # lost on the wire, like bytes sent into a dead path
         if not reliable and network._loss and network._rng.random() < network._loss:
             return True
-        entry.sent[self] += len(frame)
         network._carry(entry, self, bytes(frame))
         return True
 
     def buffered(self, link: LinkId) -> int | None:
-        """Bytes sent on ``link`` that the other end has not read yet (waiting in its inbox)."""
+        """Bytes sent on ``link`` that the other end has not taken yet (in flight)."""
         entry: _Link | None = self._links.get(link)  # type: ignore[call-overload]
-        if entry is None:
-            return None
-        return entry.sent[self] - entry.taken[entry.other(self)]
+        return None if entry is None else entry.flight[self]
 
     def pause_reading(self, link: LinkId, paused: bool) -> None:
         """Stop or resume delivering frames of ``link``; the sender's side is told the link is
@@ -305,9 +334,9 @@ class MemoryTransport(Transport):
         entry = self._links.get(link)  # type: ignore[call-overload]
         if entry is None or entry.paused[self] == paused:
             return
-        entry.paused[self] = paused
-        other = entry.other(self)
-        other._post(other._report_writable, entry, not paused)
+        with entry.lock:
+            entry.paused[self] = paused
+        entry.sync_writable(entry.other(self))
         if not paused and not entry.waiting[self]:
             self._drain(entry)
 
@@ -352,10 +381,12 @@ class MemoryTransport(Transport):
         if not link.waiting[self]:
             self._drain(link)
 
-    def _report_writable(self, link: _Link, writable: bool) -> None:
+    def _report_writable(self, link: _Link) -> None:
+        # The state now, not when the report was posted: reports posted from the other side
+        # may arrive after a newer one made here.
         link_id = link.ids[self]
         if link_id in self._links and self._listener is not None:
-            self._listener.link_writable(link_id, writable)
+            self._listener.link_writable(link_id, link.told[self])
 
     def _drain(self, link: _Link) -> None:
         # Frames leave the inbox strictly in arrival order, each no earlier than its time.
@@ -370,11 +401,18 @@ class MemoryTransport(Transport):
                 self._loop.call_later(delay, self._drain, link)
                 return
             inbox.popleft()
-            if frame is not None:
-                link.taken[self] += len(frame)
             self._deliver(link, frame)
 
     def _deliver(self, link: _Link, frame: bytes | None) -> None:
+        if frame is not None:
+            sender = link.other(self)
+            with link.lock:
+                link.flight[sender] -= len(frame)
+                drained = link.full[sender] and link.flight[sender] < FLIGHT_LOW
+                if drained:
+                    link.full[sender] = False
+            if drained:
+                link.sync_writable(sender)
         link_id = link.ids[self]
         if link_id not in self._links or link.broken or self._listener is None:
             return

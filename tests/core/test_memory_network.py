@@ -465,3 +465,38 @@ def test_interpreter_exit_without_end_all_is_clean(tmp_path: Any) -> None:
     assert "Message from Ann - bye" in result.stdout  # the seed's default receive() prints
     assert "Traceback" not in result.stderr
     assert time.monotonic() - start < 20
+
+
+def test_a_receiver_that_is_busy_holds_the_sender_back(nodes: Any, net: mpstore.MemoryNetwork) -> None:
+    """Flow control, as a socket buffer gives: while the receiver's loop is blocked, the bytes it
+    has not taken stay bounded (before, a sender flooded the receiver's loop with callbacks, and
+    its heartbeat timer waited behind all of them)."""
+    from mpstore.transports.memory import FLIGHT_HIGH
+
+    ann, bob = nodes("Ann", peer_timeout=30.0), nodes("Bob", peer_timeout=30.0)
+    wait_until(connected(ann, bob))
+    (link,) = net._links.values()
+    sender = ann.transport
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, link.flight[sender])
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        bob._runtime.post(lambda: time.sleep(1.5))  # Bob's loop is busy (a long apply, a GC pause)
+        blob = "x" * 100_000
+        for i in range(60):  # 6 MB, far more than the bound
+            ann.send({"i": i, "blob": blob})
+        wait_until(lambda: len(bob.messages()) == 60, timeout=30)
+    finally:
+        stop.set()
+        watcher.join()
+    assert [m["i"] for m in bob.messages()] == list(range(60))
+    # The bound plus what one core turn hands over after the last writability report.
+    assert 0 < peak <= FLIGHT_HIGH + 1024 * 1024 + 64 * 1024, peak

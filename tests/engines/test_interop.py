@@ -387,7 +387,9 @@ def _sequence(doc: PythonDoc, name: str) -> list[object]:
     while item is not None:
         if not item.deleted:
             c = item.content
-            if isinstance(c, ContentString):
+            if isinstance(c, str):  # ContentAny([str]) kept bare
+                out.append(c)
+            elif isinstance(c, ContentString):
                 out.extend(c.str)
             elif isinstance(c, ContentAny):
                 out.extend(c.arr)

@@ -70,6 +70,27 @@ def test_a_big_snapshot_over_the_memory_network_drops_no_link() -> None:
         assert removed == []
 
 
+@pytest.mark.slow
+def test_a_million_key_snapshot_over_the_memory_network_drops_no_link() -> None:
+    """Issue 11's requirement at full size, with the library's default peer_timeout (5 s), both
+    replicas in one process (each side's garbage collector walks both documents: 2,000,000 items).
+    Failed before the memory network had flow control: the sender flooded the joiner's loop with
+    callbacks and the joiner's heartbeat timer ran 8 s late."""
+    removed: list[Any] = []
+    with devices() as make:
+        a = make("A", peer_timeout=5.0)
+        a.peer_removed = removed.append  # type: ignore[method-assign]
+        s = a.shared_dict("s")
+        n = 1_000_000
+        for start in range(0, n, 100_000):
+            s.update({f"key{i}": f"value {i}" for i in range(start, start + 100_000)})
+        s.flush()
+        b = make("B", peer_timeout=5.0)
+        b.peer_removed = removed.append  # type: ignore[method-assign]
+        b.shared_dict("s").wait_for(lambda d: len(d) == n, timeout=900)
+        assert removed == []
+
+
 def test_a_blocked_core_does_not_judge_its_peers_silent() -> None:
     import time
 

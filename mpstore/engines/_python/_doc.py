@@ -55,6 +55,8 @@ def _value(item: Item | None) -> str | None:
     if item is None or item.deleted:
         return None
     content = item.content
+    if type(content) is str:
+        return content
     if type(content) is ContentAny:
         v = content.arr[-1]
         if type(v) is str:
@@ -177,7 +179,7 @@ class PythonDoc(EngineDoc):
                 None,
                 root,
                 key,
-                ContentAny([value]),
+                value,
                 1,
             )
             item.left = left
@@ -400,7 +402,7 @@ class PythonDoc(EngineDoc):
             left.right_origin,
             left.parent,
             left.parent_sub,
-            left.content.splice(diff),
+            left.content.splice(diff),  # type: ignore[union-attr]  # a str has one clock
             left.length - diff,
         )
         right.deleted = left.deleted
@@ -504,7 +506,7 @@ class PythonDoc(EngineDoc):
             # (a struct overlapping known structs of a different key): follow the origin, as yrs
             # does, so this replica matches what its own diff reproduces elsewhere.
             item.parent, item.parent_sub = left_s.parent, left_s.parent_sub
-            item.content = item.content.splice(offset)
+            item.content = item.content.splice(offset)  # type: ignore[union-attr]
             item.length -= offset
         parent = item.parent
         if not isinstance(parent, YType):

@@ -24,6 +24,7 @@ __all__ = [
     "Struct",
     "YType",
     "utf16_len",
+    "write_any_string",
 ]
 
 ID = tuple[int, int]
@@ -65,6 +66,15 @@ class YType:
         self.item: Item | None = None
         self.start: Item | None = None
         self.map: dict[str, Item] = {}
+
+
+def write_any_string(buf: bytearray, value: str) -> None:
+    """Append the encoding of ``ContentAny([value])`` (the store's hot path)."""
+    raw = value.encode("utf-8")
+    buf.append(1)
+    buf.append(119)
+    write_var_uint(buf, len(raw))
+    buf += raw
 
 
 class Content:
@@ -231,11 +241,7 @@ class ContentAny(_ListContent):
     def write(self, buf: bytearray, offset: int) -> None:
         arr = self.arr
         if offset == 0 and len(arr) == 1 and type(arr[0]) is str:
-            raw = arr[0].encode("utf-8")  # the store's hot path: one string
-            buf.append(1)
-            buf.append(119)
-            write_var_uint(buf, len(raw))
-            buf += raw
+            write_any_string(buf, arr[0])
             return
         write_var_uint(buf, len(arr) - offset)
         for v in arr[offset:]:
@@ -259,6 +265,10 @@ class ContentDoc(Content):
 
 class Item:
     """An insertion: id ``(client, clock)`` spanning ``length`` clocks.
+
+    ``content`` is a :class:`Content`, or a plain ``str`` standing for ``ContentAny([str])``: the
+    store's every value, kept without two extra objects per key (memory, and the garbage
+    collector's full passes, which visit every container object).
 
     Before integration ``parent`` is a root name (str), a parent item id (tuple) or None (copy it
     from the neighbours); after integration it is the YType it lives in.
@@ -286,7 +296,7 @@ class Item:
         right_origin: ID | None,
         parent: YType | str | ID | None,
         parent_sub: str | None,
-        content: Content,
+        content: Content | str,
         length: int,
     ) -> None:
         self.client = client
@@ -307,7 +317,7 @@ class Item:
         right_origin = self.right_origin
         sub = self.parent_sub
         content = self.content
-        info = content.ref
+        info = 8 if type(content) is str else content.ref  # type: ignore[union-attr]
         if origin is not None:
             info |= 0x80
         if right_origin is not None:
@@ -342,7 +352,10 @@ class Item:
                 raise AssertionError("item without origins or parent")
             if sub is not None:
                 write_var_string(buf, sub)
-        content.write(buf, offset)
+        if type(content) is str:
+            write_any_string(buf, content)
+        else:
+            content.write(buf, offset)  # type: ignore[union-attr]
 
 
 class GC:

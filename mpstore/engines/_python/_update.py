@@ -43,12 +43,12 @@ Refs = dict[int, list["Item | GC | Skip"]]
 DeleteSet = dict[int, list[tuple[int, int]]]
 
 
-def _read_content(r: Reader, ref: int) -> Content:
+def _read_content(r: Reader, ref: int) -> Content | str:
     if ref == 8:
         n = r.read_count(1)
         if n == 1 and r.pos < r.end and r.data[r.pos] == 119:
             r.pos += 1
-            return ContentAny([r.read_var_string()])
+            return r.read_var_string()  # ContentAny([str]) as the bare str (see Item)
         arr: list[AnyValue] = [r.read_any() for _ in range(n)]
         return ContentAny(arr)
     if ref == 1:
@@ -124,7 +124,7 @@ def decode_update(data: bytes) -> tuple[Refs, DeleteSet]:
                     if type(dep) is tuple and dep[0] == client and dep[1] >= clock:
                         raise r.fail("item depends on its own or a later clock")
                 content = _read_content(r, ref)
-                length = content.length()
+                length = 1 if type(content) is str else content.length()  # type: ignore[union-attr]
                 s = Item(client, clock, origin, right_origin, parent, sub, content, length)
             if length < 1:
                 continue  # occupies no clock (yrs can emit an empty string item): nothing to keep
