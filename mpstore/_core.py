@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -163,8 +163,15 @@ class Node:
         self._app_lock = threading.Lock()
         self._app_queued: dict[str, int] = {}
         self._app_paused: dict[str, LinkId] = {}
+        # Application messages of one peer read in this pump, not yet handed to the dispatcher.
+        self._app_batch: list[bytes] = []
+        self._app_batch_peer: PeerID | None = None
         #: Bytes of reliable messages that user threads posted and the core has not sent yet.
         self.posted = 0
+        # Core thread: posted sends queued on their sessions since the last _after_posted.
+        self._posted_links: dict[LinkId, _Link] = {}
+        self._unposted = 0
+        self._after_posted_handle: asyncio.Handle | None = None
         #: Stopped at shutdown after the store's last messages left (servers attached to the node,
         #: such as mpstore.web endpoints); each removes itself when stopped earlier. Core thread.
         self.attached_servers: list[Callable[[], Awaitable[None]]] = []
@@ -299,9 +306,13 @@ class Node:
 
     def link_frame(self, link: LinkId, frame: bytes) -> None:
         """A frame arrived on a link."""
+        self.link_frames(link, (frame,))
+
+    def link_frames(self, link: LinkId, frames: Sequence[bytes]) -> None:
+        """Frames that arrived together on a link, in order: one pump for all of them."""
         entry = self.links.get(link)
         if entry is not None:
-            entry.session.receive_frame(frame, time.monotonic())
+            entry.session.receive_frames(frames, time.monotonic())
             self._pump(link)
 
     def link_down(self, link: LinkId, reason: str) -> None:
@@ -365,8 +376,11 @@ class Node:
     def send_posted(
         self, kind: int, peer_ids: list[str], payload: bytes, cut_held: str | None = None
     ) -> None:
-        """Send a reliable message a user thread counted in ``posted``, then release the count.
+        """Send a reliable message a user thread counted in ``posted``.
 
+        The frames are queued in order on each link's session now; they reach the links' queues
+        (and the count is released) once per burst of posted sends, in _after_posted, so that a
+        burst of small messages costs one hand-over to the transport, not one per message.
         With ``cut_held`` (a reason), a listed peer whose link is still over its high-water mark
         is not sent to: its link is closed as failed, for that reason.
         """
@@ -378,10 +392,31 @@ class Node:
                     if found is not None and entry is not None and entry.slow:
                         self.cut(found[1], entry, cut_held)
                 peer_ids = [peer_id for peer_id in peer_ids if peer_id in self.peers]
-            self.send(kind, peer_ids, payload, True)
+            for peer_id in peer_ids:
+                found = self.peers.get(peer_id)
+                if found is None:
+                    continue
+                entry = self.links.get(found[1])
+                if entry is not None:
+                    entry.session.send(kind, payload, True)
+                    self._posted_links[found[1]] = entry
         finally:
+            self._unposted += len(payload)
+            if self._after_posted_handle is None:
+                self._after_posted_handle = self.runtime.loop.call_soon(self._after_posted)
+
+    def _after_posted(self) -> None:
+        """Hand the frames of the posted sends to their links, then release their count."""
+        self._after_posted_handle = None
+        links, self._posted_links = self._posted_links, {}
+        try:
+            for link, entry in links.items():
+                if self.links.get(link) is entry:
+                    self._flush(link, entry)
+        finally:
+            released, self._unposted = self._unposted, 0
             with self.changed:
-                self.posted -= len(payload)
+                self.posted -= released
                 self.changed.notify_all()
 
     def cut(self, link: LinkId, entry: _Link, reason: str) -> None:
@@ -390,11 +425,16 @@ class Node:
         What was queued for it is dropped, not flushed into a buffer it does not drain; when it
         comes back, the stores resync by state vector.
         """
+        unsent = self._unsent(link, entry)
         log.warning(
-            "closing the link to %r: %s (%d queued bytes dropped)", entry.peer, reason, entry.out_bytes
+            "closing the link to %r: %s (%s bytes it had not read dropped)",
+            entry.peer,
+            reason,
+            entry.out_bytes if unsent is None else unsent,
         )
         entry.out.clear()
         entry.out_bytes = 0
+        entry.session.frames_to_send()  # posted sends not handed to the link yet: dropped too
         entry.session.close(f"peer not reading: {reason}")
         self._pump(link)
 
@@ -417,10 +457,10 @@ class Node:
                 f"(the bound is {watch.bound:g} s, twice send_timeout)",
             )
 
-    def app_consumed(self, peer_id: str) -> None:
-        """Dispatcher thread: one application message of ``peer_id`` was handed to receive."""
+    def app_consumed(self, peer_id: str, count: int = 1) -> None:
+        """Dispatcher thread: ``count`` application messages of ``peer_id`` were handed to receive."""
         with self._app_lock:
-            queued = self._app_queued.get(peer_id, 1) - 1
+            queued = self._app_queued.get(peer_id, count) - count
             if queued > 0:
                 self._app_queued[peer_id] = queued
             else:
@@ -461,12 +501,13 @@ class Node:
         out = entry.out
         sent = 0
         if out and entry.writable:
-            send = self.transport.send
+            batch = []
             while out and sent < LINK_BURST:
                 frame = out.popleft()
-                entry.out_bytes -= len(frame)
                 sent += len(frame)
-                send(link, frame, True)
+                batch.append(frame)
+            entry.out_bytes -= sent
+            self.transport.send_frames(link, batch)
             entry.session.note_sent(time.monotonic())
             if out and entry.resume is None:
                 # Let the transport report its buffer (link_writable) before more goes.
@@ -504,13 +545,20 @@ class Node:
                 return
             for event in events:
                 if isinstance(event, MessageReceived):
+                    if event.kind != Kind.APP and self._app_batch:
+                        self._dispatch_apps()
                     self._on_message(entry, event)
-                elif isinstance(event, HelloReceived):
+                    continue
+                if self._app_batch:
+                    self._dispatch_apps()  # callbacks keep the order of the events
+                if isinstance(event, HelloReceived):
                     self._on_hello(link, entry, event.hello)
                 elif isinstance(event, PeerOpened):
                     self._on_open(link, entry, event.hello)
                 elif isinstance(event, LinkClosed):
                     self._on_closed(link, entry, event)
+            if self._app_batch:
+                self._dispatch_apps()
 
     def _on_hello(self, link: LinkId, entry: _Link, hello: Hello) -> None:
         authenticated = self.options.key is not None
@@ -745,21 +793,13 @@ class Node:
                     peer,
                 )
                 return
-            link: LinkId | None = None
-            with self._app_lock:
-                queued = self._app_queued[peer.id] = self._app_queued.get(peer.id, 0) + 1
-                pause = queued >= APP_QUEUE_LIMIT and peer.id not in self._app_paused
-                if pause:
-                    link = self.peers[peer.id][1] if peer.id in self.peers else None
-                    if link is not None:
-                        self._app_paused[peer.id] = link
-                    else:
-                        pause = False
-            self.runtime.dispatch(_deliver_app, self._owner, peer, event.payload, self)
-            if pause and link is not None:
-                # ``link`` from under the lock: the dispatcher may already have drained the queue
-                # and removed the _app_paused entry (its resume is posted, so it runs after this).
-                self.transport.pause_reading(link, True)
+            # Collected and handed to the dispatcher as one batch when the pump's events are
+            # done (or an event of another kind comes): one queue item and one lock per batch.
+            if self._app_batch_peer is not peer:
+                if self._app_batch:
+                    self._dispatch_apps()
+                self._app_batch_peer = peer
+            self._app_batch.append(event.payload)
         elif event.kind == Kind.PRESENCE and self.presence is not None:
             self.presence.message(peer, event.payload, event.reliable)
         elif event.kind == Kind.STORE and self.store is not None:
@@ -773,6 +813,33 @@ class Node:
                 self.wake_files()
             except Exception:
                 log.exception("file transfers failed on a message from %r", peer)
+
+    def _dispatch_apps(self) -> None:
+        """Hand the collected application messages of one peer to the dispatcher; push back
+        (stop reading its link) while APP_QUEUE_LIMIT or more of its messages wait there."""
+        peer, payloads = self._app_batch_peer, self._app_batch
+        self._app_batch = []
+        self._app_batch_peer = None
+        if peer is None or not payloads:
+            return
+        link: LinkId | None = None
+        with self._app_lock:
+            queued = self._app_queued[peer.id] = self._app_queued.get(peer.id, 0) + len(payloads)
+            pause = queued >= APP_QUEUE_LIMIT and peer.id not in self._app_paused
+            if pause:
+                link = self.peers[peer.id][1] if peer.id in self.peers else None
+                if link is not None:
+                    self._app_paused[peer.id] = link
+                else:
+                    pause = False
+        if len(payloads) == 1:
+            self.runtime.dispatch(_deliver_app, self._owner, peer, payloads[0], self)
+        else:
+            self.runtime.dispatch(_deliver_apps, self._owner, peer, payloads, self)
+        if pause and link is not None:
+            # ``link`` from under the lock: the dispatcher may already have drained the queue
+            # and removed the _app_paused entry (its resume is posted, so it runs after this).
+            self.transport.pause_reading(link, True)
 
     def _publish(self) -> None:
         with self.changed:
@@ -907,6 +974,18 @@ def _deliver_app(owner_ref: weakref.ref[Any], peer: PeerID, payload: bytes, node
     finally:
         if node is not None:
             node.app_consumed(peer.id)
+
+
+def _deliver_apps(owner_ref: weakref.ref[Any], peer: PeerID, payloads: list[bytes], node: Node) -> None:
+    """Several application messages of one peer, in order (one dispatcher item)."""
+    try:
+        for payload in payloads:
+            try:
+                _deliver_app(owner_ref, peer, payload)
+            except BaseException:  # as the dispatcher does per item: the next message still goes
+                log.exception("error in an mpstore callback (receive)")
+    finally:
+        node.app_consumed(peer.id, len(payloads))
 
 
 def _ask_accept(

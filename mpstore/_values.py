@@ -183,11 +183,11 @@ def exact_json(obj: Any, what: str) -> str:
     are not ``str`` (JSON would turn them into strings). ``what`` names the value in the error.
     """
     try:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(obj)  # one shared encoder: json.dumps with options builds one per call
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidArgument(f"{what} is not JSON-serialisable: {exc}") from None
     todo = [obj]
-    while todo:  # after dumps, which refuses cycles
+    while todo:  # after encoding, which refuses cycles
         item = todo.pop()
         if isinstance(item, dict):
             for key, value in item.items():
@@ -196,7 +196,8 @@ def exact_json(obj: Any, what: str) -> str:
                         f"{what} is not JSON-serialisable: dict keys must be str, not "
                         f"{type(key).__name__} ({key!r})"
                     )
-                todo.append(value)
+                if isinstance(value, (dict, list, tuple)):
+                    todo.append(value)
         elif isinstance(item, (list, tuple)):
             todo.extend(item)
     return text

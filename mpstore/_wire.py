@@ -83,6 +83,11 @@ class Reassembler:
         self._parts: list[bytes] = []
         self._size = 0
 
+    @property
+    def idle(self) -> bool:
+        """True when no fragmented message is in progress."""
+        return self._kind is None
+
     def feed(self, frame: bytes) -> Message | None:
         """Take one frame; return a message when one is complete. Raise ProtocolError on bad input."""
         if len(frame) < HEADER_SIZE:

@@ -505,6 +505,23 @@ class MultipeerConnectivity:
         # back-pressure reaches it.
         node = self._node
         size = len(payload)
+        if not node.blocked:
+            # The common case (no link over its mark, every target still connected), decided
+            # under the lock without the bookkeeping below; anything else takes the full path.
+            changed = node.changed
+            changed.acquire()
+            try:
+                snapshot = node.peers_snapshot
+                if (
+                    not node.blocked
+                    and (node.posted == 0 or node.posted + size <= _MAX_POSTED)
+                    and all(peer in snapshot for peer in targets)
+                ):
+                    node.posted += size
+                    self._runtime.post(node.send_posted, Kind.APP, [peer.id for peer in targets], payload)
+                    return
+            finally:
+                changed.release()
         deadline = time.monotonic() + self._send_timeout
         pending = {peer.id: peer for peer in targets}
         sent: list[PeerID] = []

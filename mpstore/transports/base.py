@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,6 +47,9 @@ class LinkListener(Protocol):
 
     def link_frame(self, link: LinkId, frame: bytes) -> None:
         """One whole frame arrived on ``link``."""
+
+    # Optional: ``link_frames(link, frames)``, several whole frames that arrived together, in
+    # order; a transport calls it instead of link_frame for each when the listener has it.
 
     def link_down(self, link: LinkId, reason: str) -> None:
         """The link ended (closed by either side, or failed); no frame follows."""
@@ -87,6 +90,12 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def send(self, link: LinkId, frame: bytes, reliable: bool = True) -> bool:
         """Queue one frame; never blocks. Return False if it was dropped (unknown link, or full)."""
+
+    def send_frames(self, link: LinkId, frames: Sequence[bytes]) -> None:
+        """Queue several reliable frames, in order, as ``send(link, frame)`` each; a transport
+        may take them in one go."""
+        for frame in frames:
+            self.send(link, frame, True)
 
     @abc.abstractmethod
     def close_link(self, link: LinkId, reason: str = "closed") -> None:

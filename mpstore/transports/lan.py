@@ -155,10 +155,12 @@ class _Conn(asyncio.Protocol):
         except ProtocolError as exc:
             self.fail(f"garbage from the peer: {exc}")
             return
-        for frame in frames:
+        for i, frame in enumerate(frames):
             if self.state == "up":
-                self.owner._deliver(self, frame)
-            elif self.state == "preface":
+                # The rest of this read goes to the listener in one call (one pump, not one per frame).
+                self.owner._deliver(self, frames if i == 0 else frames[i:])
+                break
+            if self.state == "preface":
                 try:
                     preface = Preface.decode(frame)
                 except ProtocolError as exc:
@@ -232,6 +234,20 @@ class _Conn(asyncio.Protocol):
         if self._out_size >= _FLUSH_AT:
             self.flush()
         elif self._flush_handle is None:
+            self._flush_handle = self.owner._loop.call_soon(self.flush)
+
+    def write_many(self, frames: Iterable[bytes]) -> None:
+        """Queue frames in order; as :meth:`write` each, with one flush decision for all."""
+        out = self._out
+        size = 0
+        for frame in frames:
+            out.append(encode_frame_header(len(frame)))
+            out.append(frame)
+            size += len(frame) + 4
+        self._out_size += size
+        if self._out_size >= _FLUSH_AT:
+            self.flush()
+        elif self._flush_handle is None and out:
             self._flush_handle = self.owner._loop.call_soon(self.flush)
 
     def flush(self) -> None:
@@ -412,6 +428,21 @@ class LanTransport(Transport):
             return False
         conn.write(frame)
         return True
+
+    def send_frames(self, link: LinkId, frames: Sequence[bytes]) -> None:
+        """Queue several reliable frames in order, coalesced into the next TLS write."""
+        conn = self._links.get(link)  # type: ignore[call-overload]
+        if conn is None or conn.state != "up":
+            return
+        size = 0
+        for frame in frames:
+            if len(frame) > self.max_frame_size:
+                raise TransportError(f"frame of {len(frame)} bytes over max_frame_size")
+            size += len(frame)
+        if conn.pending() + size > self._max_buffer:
+            conn.fail(f"send buffer over {self._max_buffer} bytes: the peer is not reading")
+            return
+        conn.write_many(frames)
 
     def pause_reading(self, link: LinkId, paused: bool) -> None:
         """Stop or resume reading the socket of ``link`` (TCP then pushes back on the peer)."""
@@ -790,11 +821,17 @@ class LanTransport(Transport):
             except Exception:
                 log.exception("lan: link_up listener failed")
 
-    def _deliver(self, conn: _Conn, frame: bytes) -> None:
-        if self._listener is None or self._closed or conn.link is None:
+    def _deliver(self, conn: _Conn, frames: list[bytes]) -> None:
+        listener = self._listener
+        if listener is None or self._closed or conn.link is None:
             return
         try:
-            self._listener.link_frame(conn.link, frame)
+            link_frames = getattr(listener, "link_frames", None)
+            if link_frames is not None:
+                link_frames(conn.link, frames)
+            else:
+                for frame in frames:
+                    listener.link_frame(conn.link, frame)
         except Exception:
             log.exception("lan: link_frame listener failed")
 

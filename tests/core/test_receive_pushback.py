@@ -58,7 +58,7 @@ def test_the_dispatcher_draining_before_the_pause_loses_nothing(caplog: pytest.L
     # The race seen in benchmarks/lan.py: the dispatcher drains the queue (and forgets the pause)
     # between the core's dispatch and its pause_reading; the core then raised KeyError and the
     # rest of that read's messages were dropped. Forced here: the drain happens inside dispatch.
-    from mpstore._core import _deliver_app
+    from mpstore._core import _deliver_app, _deliver_apps
 
     net = mpstore.MemoryNetwork()
     slow = Slow("slow", "push", transport=net)
@@ -70,7 +70,7 @@ def test_the_dispatcher_draining_before_the_pause_loses_nothing(caplog: pytest.L
 
     def dispatch(fn: Any, *args: Any) -> None:
         original(fn, *args)
-        if fn is _deliver_app:
+        if fn is _deliver_app or fn is _deliver_apps:
             for peer_id in list(node._app_paused):
                 forced[0] += 1
                 while peer_id in node._app_paused:

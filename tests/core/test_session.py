@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mpstore._session import (
@@ -234,3 +235,67 @@ def test_mutated_hellos_never_escape_the_session(seed_frame: bytes, data: st.Dat
     s.receive_frame(bytes(frame), 0.0)
     for event in s.events():
         assert isinstance(event, (HelloReceived, LinkClosed))
+
+
+_MESSAGES = st.lists(
+    st.tuples(
+        st.sampled_from([Kind.APP, Kind.STORE, Kind.PRESENCE, Kind.FILE, 0x7E]),
+        st.binary(max_size=8) | st.binary(min_size=60, max_size=200),  # one frame, or fragments
+        st.booleans(),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@example(messages=[(Kind.APP, b"x" * 200, True), (Kind.APP, b"y", True)], cuts=[], garbage_at=None, rate=None)
+@example(messages=[(Kind.STORE, b"s", True)] * 12, cuts=[5], garbage_at=None, rate=5.0)
+@example(messages=[(Kind.APP, b"a", True)] * 3, cuts=[1], garbage_at=2, rate=None)
+@given(
+    messages=_MESSAGES,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    garbage_at=st.none() | st.integers(min_value=0, max_value=400),
+    rate=st.sampled_from([None, 5.0, 5000.0]),  # 5/s: a burst of over 10 messages is cut off
+)
+def test_frames_taken_together_act_as_frames_taken_one_by_one(
+    messages: list[tuple[int, bytes, bool]], cuts: list[int], garbage_at: int | None, rate: float | None
+) -> None:
+    # receive_frames() (a read's worth of frames at once, with its fast path for whole plain
+    # messages) must give exactly the events and end state of receive_frame() per frame: same
+    # messages in the same order, same fragment reassembly, the rate limit and a bad frame
+    # closing the session at the same point, nothing taken after the close.
+    config = SessionConfig(
+        peer_timeout=5.0,
+        handshake_timeout=10.0,
+        max_frame_size=64,
+        max_receive_size=4096,
+        max_message_rate=rate,
+    )
+    one, many = Pair(config), Pair(config)
+    one.open()
+    many.open()
+    for kind, payload, reliable in messages:
+        one.a.send(kind, payload, reliable)
+        many.a.send(kind, payload, reliable)
+    frames = [frame for frame, _ in one.a.frames_to_send()]
+    assert frames == [frame for frame, _ in many.a.frames_to_send()]
+    if garbage_at is not None:
+        at = min(garbage_at, len(frames))
+        frames.insert(at, bytes((Kind.APP, 0x80)) + b"unknown flag")
+    for frame in frames:
+        one.b.receive_frame(frame, one.now)
+    bounds = sorted({0, len(frames), *(min(c, len(frames)) for c in cuts)})
+    for start, end in itertools.pairwise(bounds):
+        many.b.receive_frames(frames[start:end], many.now)
+
+    def seen(session: LinkSession) -> list[object]:
+        return [
+            (type(e).__name__, e.kind, e.payload, e.reliable)
+            if isinstance(e, MessageReceived)
+            else (type(e).__name__, getattr(e, "reason", None))
+            for e in session.events()
+        ]
+
+    assert seen(many.b) == seen(one.b)
+    assert many.b.state is one.b.state and many.b.close_reason == one.b.close_reason
+    assert [f for f, _ in many.b.frames_to_send()] == [f for f, _ in one.b.frames_to_send()]

@@ -45,17 +45,18 @@ def _host(address: str | None) -> str:
 def _install_counters() -> None:
     """Count, per remote host, what reaches the node (core thread) before and after the session."""
     node_cls = _core.Node
-    link_up, link_frame, on_message = node_cls.link_up, node_cls.link_frame, node_cls._on_message
+    link_up, link_frames, on_message = node_cls.link_up, node_cls.link_frames, node_cls._on_message
 
     def counting_link_up(self: Any, link: Any, address: str | None) -> None:
         _count("links", _host(address))
         link_up(self, link, address)
 
-    def counting_link_frame(self: Any, link: Any, frame: bytes) -> None:
+    def counting_link_frames(self: Any, link: Any, frames: Any) -> None:
         entry = self.links.get(link)
         host = _host(entry.address if entry is not None else None)
-        _count("frames", f"{host}/{frame[0] if frame else -1}")
-        link_frame(self, link, frame)
+        for frame in frames:
+            _count("frames", f"{host}/{frame[0] if frame else -1}")
+        link_frames(self, link, frames)
 
     def counting_on_message(self: Any, entry: Any, event: Any) -> None:
         key = f"{_host(entry.address)}/{event.kind}"
@@ -64,7 +65,7 @@ def _install_counters() -> None:
         on_message(self, entry, event)
 
     node_cls.link_up = counting_link_up  # type: ignore[method-assign]
-    node_cls.link_frame = counting_link_frame  # type: ignore[method-assign]
+    node_cls.link_frames = counting_link_frames  # type: ignore[method-assign]
     node_cls._on_message = counting_on_message  # type: ignore[method-assign]
 
 

@@ -386,3 +386,66 @@ def test_a_port_in_use_is_a_clear_error_and_aclose_without_open_is_fine() -> Non
         await close_all(a)
 
     run(body())
+
+
+class _Batching(Recorder):
+    """A listener with link_frames: the transport hands it a read's frames in one call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def link_frames(self, link: LinkId, frames: list[bytes]) -> None:
+        self.calls += 1
+        for frame in frames:
+            self.link_frame(link, frame)
+
+
+def test_many_frames_coalesced_in_one_write_arrive_whole_in_order_in_few_calls() -> None:
+    async def body() -> None:
+        rb = _Batching()
+        b = make(B, recorder=rb)
+        a = make(A, peers=[b[0].address])
+        for t, _ in (a, b):
+            t.start_discovery()
+        await wait_until(lambda: a[1].live() and rb.live(), what="a link")
+        (la,), (lb,) = a[1].live(), rb.live()
+        sent = [i.to_bytes(3, "big") + bytes([i % 251]) * (i % 120) for i in range(5000)]
+        a[0].send_frames(la, sent[:2500])  # one call: one TLS write per loop turn
+        for frame in sent[2500:]:
+            assert a[0].send(la, frame)
+        await wait_until(lambda: len(rb.frames[lb]) == len(sent), what="frames to b")
+        assert rb.frames[lb] == sent
+        assert rb.calls < len(sent) // 10, rb.calls  # frames of one read go up together
+        await close_all(a, b)
+
+    run(body())
+
+
+def test_a_frame_cut_across_tls_records_and_reads_arrives_once_whole() -> None:
+    async def body() -> None:
+        rb = _Batching()
+        b = make(B, recorder=rb)
+        b[0].start_discovery()
+        _, w = await _tls_client(b[0].address)
+        pre = Preface("test", "0" * 32).encode()  # "0"*32 < B: we decide, and accept
+        w.write(encode_frame_header(len(pre)) + pre + encode_frame_header(1) + b"\x01")
+        await wait_until(lambda: rb.live(), what="the raw link up at b")
+        (lb,) = rb.live()
+        frames = [b"first", b"x" * 3000, b"", b"last"]
+        stream = b"".join(encode_frame_header(len(f)) + f for f in frames)
+        done = 0
+        for cut in (2, 7, 11, 1500, 3015, len(stream) - 1):  # inside headers and bodies
+            w.write(stream[done:cut])
+            await w.drain()
+            await asyncio.sleep(0.02)  # separate TLS records, separate reads
+            done = cut
+            assert len(rb.frames[lb]) < len(frames)
+        assert rb.frames[lb] == frames[:3]
+        w.write(stream[done:])
+        await wait_until(lambda: len(rb.frames[lb]) == len(frames), what="the last frame")
+        assert rb.frames[lb] == frames
+        w.close()
+        await close_all(b)
+
+    run(body())

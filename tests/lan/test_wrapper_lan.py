@@ -92,3 +92,36 @@ def test_stop_looking_keeps_peers_and_refuses_newcomers() -> None:
         for mc in (cid, bob, ann):
             if mc is not None:
                 mc.end_all()
+
+
+class Picky(Chat):
+    """Raises on every seventh message (after recording it): the next ones must still come."""
+
+    def receive(self, message: Any, from_peer: mpstore.PeerID) -> None:
+        super().receive(message, from_peer)
+        if isinstance(message, int) and message % 7 == 3:
+            raise RuntimeError(f"the app failed on {message}")
+
+
+def test_a_burst_arrives_in_order_and_a_failing_receive_loses_none_of_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Over the LAN a read's frames reach the dispatcher as one batch of messages: one callback
+    # that raises must not take the rest of its batch with it.
+    ann = Picky("Ann", "chat", transport=_lan(), peer_timeout=5.0, max_message_rate=None)
+    addr = ann.transport.address  # type: ignore[attr-defined]
+    bob = Chat("Bob", "chat", transport=_lan(peers=[addr]), peer_timeout=5.0, max_message_rate=None)
+    try:
+        ann.wait_for_peers(1, timeout=5)
+        bob.wait_for_peers(1, timeout=5)
+        assert _next(ann) == ("added", "Bob")
+        n = 5000
+        for i in range(n):
+            bob.send(i)
+        got = [_next(ann, 30) for _ in range(n)]
+        assert got == [("Bob", i) for i in range(n)]
+        failed = [r for r in caplog.records if r.exc_info and "the app failed" in str(r.exc_info[1])]
+        assert len(failed) == len([i for i in range(n) if i % 7 == 3])
+    finally:
+        bob.end_all()
+        ann.end_all()

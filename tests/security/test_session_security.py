@@ -172,3 +172,18 @@ def test_the_lan_keeps_tls_alone_with_its_channel_binding() -> None:
     a.send(Kind.APP, b"plain inside TLS")
     relay(a, b, seen=seen)
     assert any(b"plain inside TLS" in f for f in seen)
+
+
+def test_an_unsealed_message_after_the_proof_is_refused_in_a_batch_too() -> None:
+    # receive_frames() (the LAN transport hands a read's frames at once) has a short path for
+    # whole plain messages: it must never take one on a sealed link.
+    a, b = make(A_ID, KEY), make(B_ID, KEY)
+    relay(a, b)
+    assert a.is_open and b.is_open
+    a.send(Kind.APP, b"sealed")
+    sealed = [frame for frame, _ in a.frames_to_send()]
+    forged = bytes((Kind.APP, 0)) + b"pay Mallory 500"
+    b.receive_frames([*sealed, forged, *sealed], 0.0)
+    events = b.events()
+    assert [e.payload for e in events if isinstance(e, MessageReceived)] == [b"sealed"]
+    assert not b.is_open and "unsealed" in (b.close_reason or "")
