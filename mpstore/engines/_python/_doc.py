@@ -125,6 +125,7 @@ class PythonDoc(EngineDoc):
         self._clients: dict[int, list[Struct]] = {}
         self._root = YType(_TYPE_MAP, ROOT_MAP)
         self._share: dict[str, YType] = {ROOT_MAP: self._root}
+        self._deleted_last = False  # the last remote update deleted something new
         # structs waiting for a dependency, and the clocks whose arrival may unblock them
         self._pending: Refs = {}
         self._pending_missing: dict[int, int] = {}
@@ -224,6 +225,7 @@ class PythonDoc(EngineDoc):
         except (AssertionError, LookupError, RecursionError) as exc:  # pragma: no cover
             # a defect in this engine, not in the input; never let it escape as a crash
             raise CorruptUpdate(f"update could not be integrated: {exc!r}") from exc
+        self._deleted_last = bool(txn.deleted)
         if self._state(self._client_id) != own_before:
             # another replica writes with our id: move to a fresh one, as Yjs does
             self._client_id = _fresh_client_id()
@@ -234,6 +236,10 @@ class PythonDoc(EngineDoc):
             if new != old:
                 changes[key] = new
         return changes
+
+    def deleted_last(self) -> bool:
+        """True when the last remote update deleted something not deleted before."""
+        return self._deleted_last
 
     def waiting(self) -> bool:
         """True while structs or deletions wait for dependencies that have not arrived."""
