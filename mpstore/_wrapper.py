@@ -134,7 +134,7 @@ class MultipeerConnectivity:
             handshake_timeout=float(handshake_timeout),
             max_message_rate=max_message_rate,
         )
-        options = NodeOptions(config, max_message_size, max_peers, key)
+        options = NodeOptions(config, max_message_size, max_peers, key, stall_timeout=2 * send_timeout)
         self._runtime = Runtime(f"{display_name[:16]}-{local.peer_id[:6]}")
         self._node = Node(self._runtime, self._transport, local, options, weakref.ref(self))
         try:
