@@ -177,7 +177,7 @@ _DECODER: Final = json.JSONDecoder(object_pairs_hook=_hook, parse_constant=_refu
 
 
 def _not_json(obj: object) -> object:
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+    raise InvalidArgument(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
 try:  # the C encoder json.dumps builds on every call: one made once (none in pure-Python builds)
