@@ -553,7 +553,7 @@ class DocSync:
                 self._answered(peer, name, d)
         if changes:
             self.events.append(StoreUpdated(name, changes, peer, peer))
-        if changes or d.state_vector() != before:
+        if changes or d.state_vector() != before or d.deleted_last():
             # It taught us something: pass it on as our own update, except where it came from.
             seq = self._next_id()
             self._mark_seen((self.local_id, seq))
@@ -686,7 +686,7 @@ class DocSync:
             return
         if changes:
             self.events.append(StoreUpdated(name, changes, pid, pid))
-        if changes or d.state_vector() != before:
+        if changes or d.state_vector() != before or d.deleted_last():
             seq = self._next_id()
             self._mark_seen((self.local_id, seq))
             self._forward(pid, name, encode_update(self.local_id, seq, name, data), origin=None)

@@ -19,9 +19,29 @@ __all__ = ["add_parsers", "run_receive", "run_send"]
 
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (port 1..65535), got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -40,13 +60,17 @@ def add_parsers(sub: Any) -> None:
     send = sub.add_parser("send", help="send a file to a peer on the LAN (with a progress bar)")
     send.add_argument("file", help="the file to send")
     send.add_argument("--to", default=None, help="the receiver's display name (default: every peer found)")
-    send.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the peer (default: 15)")
+    send.add_argument(
+        "--wait", type=_seconds, default=15.0, help="seconds to wait for the peer (default: 15)"
+    )
     _common(send)
     receive = sub.add_parser("receive", help="receive files from peers on the LAN into a folder")
     receive.add_argument("--dir", default=".", help="where received files go (default: here)")
-    receive.add_argument("--count", type=int, default=0, help="exit after this many files (default: never)")
     receive.add_argument(
-        "--timeout", type=float, default=0, help="exit after this many seconds (default: never)"
+        "--count", type=_count, default=0, help="exit after this many files (default: never)"
+    )
+    receive.add_argument(
+        "--timeout", type=_seconds, default=0, help="exit after this many seconds (default: never)"
     )
     _common(receive)
 
@@ -155,7 +179,8 @@ class _Bars:
 def run_send(args: argparse.Namespace) -> int:
     """``mpstore send``: offer one file, show its progress, exit 0 once every peer verified it."""
     if not os.path.isfile(args.file):
-        print(f"mpstore send: no such file: {args.file}", file=sys.stderr)
+        why = "not a file (a folder)" if os.path.isdir(args.file) else "no such file"
+        print(f"mpstore send: {why}: {args.file}", file=sys.stderr)
         return 2
     mc = _Quiet(_display_name(args, "sender"), args.service, transport=_transport(args), secret=args.secret)
     try:

@@ -556,6 +556,19 @@ class LoggedDoc(EngineDoc):
         """What ``state_vector`` lacks."""
         return self.inner.encode_diff(state_vector)
 
+    # EngineDoc's defaults would answer here without asking the engine: delegate each one.
+    def encode_diff_parts(self, state_vector: bytes, max_bytes: int) -> Iterator[bytes]:
+        """What ``state_vector`` lacks, in parts, as the engine cuts it."""
+        return self.inner.encode_diff_parts(state_vector, max_bytes)
+
+    def waiting(self) -> bool:
+        """True while the engine holds updates it cannot integrate yet."""
+        return self.inner.waiting()
+
+    def deleted_last(self) -> bool:
+        """The engine's answer for the last remote update."""
+        return self.inner.deleted_last()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 

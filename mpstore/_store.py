@@ -234,6 +234,13 @@ class _Batch:
         self.depth = 0
 
 
+class _ThreadState(threading.local):
+    """Per-thread state of one store: the thread's open batch (a class default, so reading it
+    on a thread that never opened one costs no failed attribute lookup)."""
+
+    batch: _Batch | None = None
+
+
 def _decode(raw: str) -> Any:
     return decode_value(raw)
 
@@ -250,7 +257,7 @@ class SharedDict(MutableMapping[str, Any]):
         self._version = 0
         self._closed = False
         self._subs: list[Subscription] = []
-        self._local = threading.local()
+        self._local = _ThreadState()
         # Set before the store is handed out: its writes are on disk before they return.
         self._durable = False
         # Writes handed to the core thread but not applied yet: key -> (write id, raw or None
@@ -269,7 +276,7 @@ class SharedDict(MutableMapping[str, Any]):
     # -- reads (mirror; overlay of the calling thread's open batch)
 
     def _batch(self) -> _Batch | None:
-        return getattr(self._local, "batch", None)
+        return self._local.batch
 
     def _raw(self, key: str) -> str | None:
         b = self._batch()

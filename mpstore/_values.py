@@ -64,6 +64,8 @@ def check_key(key: object) -> str:
     """Return ``key`` if it is a str that UTF-8 can carry, else raise TypeError."""
     if type(key) is not str:
         raise InvalidArgument(f"store keys must be str, not {type(key).__name__}")
+    if key.isascii():
+        return key
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
@@ -110,6 +112,15 @@ def _to_json(value: object, path: list[int]) -> Any:
 
 def encode_value(value: object) -> str:
     """Encode ``value`` to its stored string; TypeError for anything not storable exactly."""
+    # The common scalars straight to the text JSONEncoder writes for them (it uses the same
+    # int/float repr and string escaper); everything else through the full path below.
+    if type(value) is str and value.isascii():
+        text: str = _encode_str(value)
+        return text
+    if type(value) is int and -_SAFE_INT <= value <= _SAFE_INT:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
     try:
         obj = _to_json(value, [])
     except RecursionError:
@@ -171,6 +182,7 @@ def decode_value(text: str) -> object:
         raise ValueDecodeError(f"not a stored value: {exc}") from None
 
 
+_encode_str: Final = json.encoder.encode_basestring  # what _ENCODER uses for a str
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _ASCII_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 _DECODER: Final = json.JSONDecoder(object_pairs_hook=_hook, parse_constant=_refuse_constant)

@@ -61,6 +61,7 @@ class PycrdtDoc(EngineDoc):
         self._sv: dict[int, int] | None = None  # yrs's state vector, None until read again
         self._short: dict[int, int] = {}  # clocks released to yrs that it did not integrate
         self._remote = False
+        self._deleted_last = False  # the last remote update deleted something new
         # pycrdt keeps callbacks on the Rust side, out of sight of Python's garbage collector, and
         # a Doc with a transaction observer is never freed until it is unobserved: so observe
         # through a weak reference and unobserve when this object goes.
@@ -73,7 +74,11 @@ class PycrdtDoc(EngineDoc):
         weakref.finalize(self, self._doc.unobserve, sub)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
-        self._updates.append(bytes(event.update))
+        update = bytes(event.update)
+        self._updates.append(update)
+        # No struct (first var-uint 0), then a delete set naming a client: deletions only.
+        if self._remote and update[:1] == b"\x00" and update[1:2] not in (b"", b"\x00"):
+            self._deleted_last = True
 
     def _on_map(self, event: Any) -> None:
         if not self._remote:
@@ -143,6 +148,7 @@ class PycrdtDoc(EngineDoc):
         """
         self._changed.clear()
         self._keys_failed = False
+        self._deleted_last = False
         # The pure engine's decoder refuses malformed updates (and those listing a client twice,
         # which yrs integrates twice and then crashes the process reading) before yrs sees them.
         refs, ds = decode_update(update)
@@ -201,6 +207,10 @@ class PycrdtDoc(EngineDoc):
         if sv is None:
             sv = self._sv = decode_state_vector(bytes(self._doc.get_state()))
         return sv
+
+    def deleted_last(self) -> bool:
+        """True when the last remote update deleted something not deleted before."""
+        return self._deleted_last
 
     def waiting(self) -> bool:
         """True while updates wait for changes that have not arrived (a sync brings them)."""

@@ -52,6 +52,17 @@ class EngineDoc(abc.ABC):
         never let a ``BaseException`` from a native engine escape.
         """
 
+    def deleted_last(self) -> bool:
+        """True when the last :meth:`apply_update` added no struct but deleted something not
+        deleted before.
+
+        An update can teach a document deletions only (of text beside the store, or of a key
+        whose foreign value the store hides): neither the state vector nor a visible key changes,
+        yet it is new and must be relayed. (With new structs the state vector tells, and an
+        engine may answer False.) The default, False, suits an engine that cannot tell.
+        """
+        return False
+
     @abc.abstractmethod
     def state_vector(self) -> bytes:
         """The encoded Yjs state vector."""

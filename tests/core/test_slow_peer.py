@@ -119,7 +119,7 @@ def test_a_broadcast_reaches_the_healthy_peers_and_cuts_the_one_that_stopped_rea
         ann_store["during"] = 2
         t1 = time.monotonic()
         ann.send("next")
-        assert time.monotonic() - t1 < 1.0
+        assert time.monotonic() - t1 < SEND_TIMEOUT / 2  # not held for a send_timeout
         _wait(lambda: bob_store.get("during") == 2 and "next" in bob.texts(), 10, "Bob to get the rest")
 
         # Cat comes back: it reconnects and its store catches up by state vector.

@@ -98,7 +98,7 @@ def test_a_frozen_peer_does_not_hold_a_broadcast_back_from_the_others() -> None:
 
         t1 = time.monotonic()
         ann.send("next")
-        assert time.monotonic() - t1 < 1.0
+        assert time.monotonic() - t1 < SEND_TIMEOUT / 2  # not held for a send_timeout
         assert bob.inbox.get(timeout=10)[0] == "next"
     finally:
         if stopped:

@@ -223,3 +223,31 @@ def test_a_failing_participant_is_detached_and_peers_still_get_everything() -> N
     net.pump()
     assert b.store().to_dict() == {"x": 1}
     assert not p.attached
+
+
+@pytest.mark.parametrize("engine", ["pycrdt", "python"])
+def test_a_deletion_of_content_outside_the_store_still_reaches_everyone(engine: str) -> None:
+    """A page's update that only deletes (characters of a Y.Text beside the store, or a key whose
+    foreign value the store hides) changes neither the state vector nor a visible key; it used to
+    be taken for a duplicate and relayed to nobody, so the other pages never converged."""
+    net = FakeNet()
+    a, b = net.add("A", engine), net.add("B", engine)
+    net.connect(a, b)
+    y1, y2, y3 = YClient(a), YClient(a), YClient(b)
+    for y in (y1, y2, y3):
+        y.hello()
+    pump_all(net, [y1, y2, y3])
+    text = y1.doc.get("text", type=pycrdt.Text)
+    text += "hello world"
+    y1.map["foreign"] = 5.0  # not a stored value: hidden by the store, kept by the document
+    pump_all(net, [y1, y2, y3])
+    assert [str(y.doc.get("text", type=pycrdt.Text)) for y in (y2, y3)] == ["hello world"] * 2
+    del text[0:6]
+    del y1.map["foreign"]
+    pump_all(net, [y1, y2, y3])
+    for y in (y2, y3):
+        assert str(y.doc.get("text", type=pycrdt.Text)) == "world"
+        assert "foreign" not in y.map
+    # Nothing loops: an echo of what everyone has is not passed on.
+    y2.participant.receive(pycrdt.create_update_message(y1.doc.get_update()))
+    assert y2.pump() == 0 and not net.pending()

@@ -512,3 +512,32 @@ def test_appends_are_committed_before_a_compaction_and_survive_its_failure(
         assert again.get("k") == str(_persist.COMPACT_MIN_ROWS + 4)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("engine", ["python", "pycrdt"])
+def test_a_saved_document_answers_like_its_engine(tmp_path: Path, engine: str) -> None:
+    """The document of a saved store wraps the engine's; it inherited the base class's defaults
+    for waiting() (always False: a gap in a peer's updates was never asked for), encode_diff_parts()
+    (one part: no streamed snapshots) and deleted_last() instead of asking the engine."""
+    if engine == "pycrdt" and not _has_pycrdt():
+        pytest.skip("pycrdt is not installed")
+    eng = load_engine(engine)
+    persistence = _persist.Persistence(tmp_path)
+    try:
+        doc = persistence.new_doc("s", eng.new_doc)
+        assert isinstance(doc, _persist.LoggedDoc)
+        src = eng.new_doc()
+        first = src.transact({"a": '"1"'}, ())
+        second = src.transact({"b": '"2"'}, ())
+        doc.apply_update(second)  # the first is missing: the document must say it waits
+        assert doc.waiting() == doc.inner.waiting() is True
+        doc.apply_update(first)
+        assert not doc.waiting()
+        doc.apply_update(src.transact({}, ["a"]))  # a deletion only
+        assert doc.deleted_last() is doc.inner.deleted_last() is True
+        for i in range(50):
+            doc.apply_update(src.transact({f"k{i}": '"' + "x" * 200 + '"'}, ()))
+        parts = list(doc.encode_diff_parts(b"\x00", 2048))
+        assert len(parts) == len(list(doc.inner.encode_diff_parts(b"\x00", 2048)))
+    finally:
+        persistence.close()

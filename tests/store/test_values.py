@@ -88,6 +88,20 @@ def test_round_trip_examples(value: Any) -> None:
     assert same(decode_value(encode_value(value)), value)
 
 
+@given(st.integers(min_value=-(2**54), max_value=2**54) | st.floats() | st.text())
+def test_the_scalar_shortcuts_write_what_the_full_encoder_writes(value: Any) -> None:
+    """encode_value's fast paths (ASCII str, safe int, finite float) against the general path."""
+    from mpstore._values import _ASCII_ENCODER, _ENCODER, _to_json
+
+    obj = _to_json(value, [])
+    try:
+        expected = _ENCODER.encode(obj)
+        expected.encode("utf-8")
+    except UnicodeEncodeError:
+        expected = _ASCII_ENCODER.encode(obj)
+    assert encode_value(value) == expected
+
+
 def test_nan_round_trips() -> None:
     assert math.isnan(decode_value(encode_value(math.nan)))  # type: ignore[arg-type]
 

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from ..._errors import CorruptUpdate
 from ..base import ROOT_MAP, Engine, EngineDoc
 from ._held import HeldDeletes
-from ._lib0 import write_var_uint
+from ._lib0 import write_var_string, write_var_uint
 from ._structs import (
+    DELETED_1,
     GC,
     ID,
     ContentAny,
@@ -20,6 +21,7 @@ from ._structs import (
     Skip,
     Struct,
     YType,
+    write_any_string,
 )
 from ._update import (
     DeleteSet,
@@ -32,7 +34,8 @@ from ._update import (
 
 __all__ = ["PythonDoc", "PythonEngine"]
 
-_DELETED_1 = ContentDeleted(1)  # shared: a length-1 content is never split
+# A root-map item without origins: ContentAny with parent info, the root's name, a key.
+_ROOT_PARENT = bytes((0x28, 1, len(ROOT_MAP))) + ROOT_MAP.encode("ascii")
 _TYPE_MAP = 1
 _TYPE_UNDEFINED = 15
 
@@ -125,6 +128,7 @@ class PythonDoc(EngineDoc):
         self._clients: dict[int, list[Struct]] = {}
         self._root = YType(_TYPE_MAP, ROOT_MAP)
         self._share: dict[str, YType] = {ROOT_MAP: self._root}
+        self._deleted_last = False  # the last remote update deleted something new
         # structs waiting for a dependency, and the clocks whose arrival may unblock them
         self._pending: Refs = {}
         self._pending_missing: dict[int, int] = {}
@@ -170,21 +174,37 @@ class PythonDoc(EngineDoc):
         client = self._client_id
         start = self._state(client)
         clock = start
-        for key, value in sets.items():
-            left = root.map.get(key)
-            item = Item(
-                client,
-                clock,
-                None if left is None else (left.client, left.clock + left.length - 1),
-                None,
-                root,
-                key,
-                value,
-                1,
-            )
-            item.left = left
-            self._integrate(txn, item, 0)
-            clock += 1
+        body = bytearray()
+        if sets:
+            # Yjs's map set, integrated and encoded inline: the map holds the rightmost item of
+            # each key (its ``right`` is None), so the new item goes right after it with no
+            # concurrent siblings to order, and the old one is deleted.
+            structs = self._clients.get(client)
+            if structs is None:
+                structs = self._clients[client] = []
+            entries = root.map
+            delete = self._delete
+            append = structs.append
+            for key, value in sets.items():
+                left = entries.get(key)
+                if left is None:
+                    item = Item(client, clock, None, None, root, key, value, 1)
+                    body += _ROOT_PARENT
+                    write_var_string(body, key)
+                else:
+                    origin_clock = left.clock + left.length - 1
+                    item = Item(client, clock, (left.client, origin_clock), None, root, key, value, 1)
+                    item.left = left
+                    left.right = item
+                    if not left.deleted:
+                        delete(txn, left)
+                    body.append(0x88)  # ContentAny with an origin
+                    write_var_uint(body, left.client)
+                    write_var_uint(body, origin_clock)
+                write_any_string(body, value)
+                entries[key] = item
+                append(item)
+                clock += 1
         if clock == start and not txn.deleted:
             return b""
         self._gc(txn)
@@ -193,13 +213,10 @@ class PythonDoc(EngineDoc):
             buf.append(0)
         else:
             buf.append(1)
-            structs = self._clients[client]
-            idx = _find_index(structs, start)
-            write_var_uint(buf, len(structs) - idx)
+            write_var_uint(buf, clock - start)
             write_var_uint(buf, client)
             write_var_uint(buf, start)
-            for s in structs[idx:]:
-                s.write(buf, 0)
+            buf += body
         encode_delete_set(buf, txn.deleted)
         return bytes(buf)
 
@@ -224,6 +241,7 @@ class PythonDoc(EngineDoc):
         except (AssertionError, LookupError, RecursionError) as exc:  # pragma: no cover
             # a defect in this engine, not in the input; never let it escape as a crash
             raise CorruptUpdate(f"update could not be integrated: {exc!r}") from exc
+        self._deleted_last = bool(txn.deleted)
         if self._state(self._client_id) != own_before:
             # another replica writes with our id: move to a fresh one, as Yjs does
             self._client_id = _fresh_client_id()
@@ -234,6 +252,10 @@ class PythonDoc(EngineDoc):
             if new != old:
                 changes[key] = new
         return changes
+
+    def deleted_last(self) -> bool:
+        """True when the last remote update deleted something not deleted before."""
+        return self._deleted_last
 
     def waiting(self) -> bool:
         """True while structs or deletions wait for dependencies that have not arrived."""
@@ -614,7 +636,7 @@ class PythonDoc(EngineDoc):
             if type(content) is ContentType:
                 self._gc_type(content.type)
             if type(content) is not ContentDeleted:
-                item.content = _DELETED_1 if item.length == 1 else ContentDeleted(item.length)
+                item.content = DELETED_1 if item.length == 1 else ContentDeleted(item.length)
 
     def _gc_type(self, ytype: YType) -> None:
         """Replace every item inside a deleted type (recursively) by a GC struct."""

@@ -7,6 +7,7 @@ from typing import Any
 from ._lib0 import AnyValue, write_any, write_var_string, write_var_uint
 
 __all__ = [
+    "DELETED_1",
     "GC",
     "ID",
     "Content",
@@ -117,6 +118,10 @@ class ContentDeleted(Content):
 
     def write(self, buf: bytearray, offset: int) -> None:
         write_var_uint(buf, self.len - offset)
+
+
+#: The content of every deleted length-1 item (shared: a content of one clock is never split).
+DELETED_1 = ContentDeleted(1)
 
 
 class _ListContent(Content):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..._errors import CorruptUpdate
 from ._lib0 import AnyValue, Reader, write_var_uint
 from ._structs import (
+    DELETED_1,
     GC,
     ID,
     TYPE_REFS_ACCEPTED,
@@ -52,7 +53,8 @@ def _read_content(r: Reader, ref: int) -> Content | str:
         arr: list[AnyValue] = [r.read_any() for _ in range(n)]
         return ContentAny(arr)
     if ref == 1:
-        return ContentDeleted(r.read_var_uint())
+        n = r.read_var_uint()
+        return DELETED_1 if n == 1 else ContentDeleted(n)
     if ref == 4:
         return ContentString(r.read_var_string())
     if ref == 7:
@@ -86,6 +88,8 @@ def decode_update(data: bytes) -> tuple[Refs, DeleteSet]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CorruptUpdate("an update must be bytes")
     r = Reader(bytes(data))
+    buf = r.data
+    end = r.end
     refs: Refs = {}
     names: dict[str, str] = {}
     n_clients = r.read_count(2)
@@ -97,41 +101,109 @@ def decode_update(data: bytes) -> tuple[Refs, DeleteSet]:
             raise r.fail(f"client {client} listed twice")
         structs: list[Item | GC | Skip] = []
         refs[client] = structs
+        # The hot loop reads one-byte var-uints and short strings inline (the reader's methods
+        # for everything else); ``pos`` is handed back to ``r`` around every method call.
+        pos = r.pos
         for _ in range(n_structs):
-            info = r.read_u8()
+            if pos >= end:
+                r.pos = pos
+                raise r.fail("unexpected end of input")
+            info = buf[pos]
+            pos += 1
             ref = info & 0x1F
             s: Item | GC | Skip
             if ref == 0 or ref == 10:
+                r.pos = pos
                 length = r.read_var_uint()
+                pos = r.pos
                 s = GC(client, clock, length) if ref == 0 else Skip(client, clock, length)
             else:
-                origin = _read_id(r) if info & 0x80 else None
-                right_origin = _read_id(r) if info & 0x40 else None
+                r.pos = pos
+                origin = (r.read_var_uint(), r.read_var_uint()) if info & 0x80 else None
+                right_origin = (r.read_var_uint(), r.read_var_uint()) if info & 0x40 else None
+                pos = r.pos
                 parent: str | ID | None = None
                 sub: str | None = None
                 if not info & 0xC0:
-                    kind = r.read_var_uint()
+                    kind = buf[pos] if pos < end else 0x80
                     if kind == 1:
-                        name = r.read_var_string()
+                        pos += 1
+                        n = buf[pos] if pos < end else 0x80
+                        if n < 0x80 and pos + 1 + n <= end:
+                            pos += 1
+                            try:
+                                name = buf[pos : pos + n].decode("utf-8")
+                            except UnicodeDecodeError:
+                                r.pos = pos
+                                raise r.fail("string is not UTF-8") from None
+                            pos += n
+                        else:
+                            r.pos = pos
+                            name = r.read_var_string()
+                            pos = r.pos
                         parent = names.setdefault(name, name)
-                    elif kind == 0:
-                        parent = _read_id(r)
                     else:
-                        raise r.fail(f"bad parent info {kind}")
+                        r.pos = pos
+                        kind = r.read_var_uint()
+                        if kind == 0:
+                            parent = (r.read_var_uint(), r.read_var_uint())
+                        elif kind == 1:  # a long name, or a var-uint written in more bytes
+                            name = r.read_var_string()
+                            parent = names.setdefault(name, name)
+                        else:
+                            raise r.fail(f"bad parent info {kind}")
+                        pos = r.pos
                     if info & 0x20:
-                        sub = r.read_var_string()
-                for dep in (origin, right_origin, parent):
-                    if type(dep) is tuple and dep[0] == client and dep[1] >= clock:
-                        raise r.fail("item depends on its own or a later clock")
-                content = _read_content(r, ref)
-                length = 1 if type(content) is str else content.length()  # type: ignore[union-attr]
+                        n = buf[pos] if pos < end else 0x80
+                        if n < 0x80 and pos + 1 + n <= end:
+                            pos += 1
+                            try:
+                                sub = buf[pos : pos + n].decode("utf-8")
+                            except UnicodeDecodeError:
+                                r.pos = pos
+                                raise r.fail("string is not UTF-8") from None
+                            pos += n
+                        else:
+                            r.pos = pos
+                            sub = r.read_var_string()
+                            pos = r.pos
+                if (
+                    (origin is not None and origin[0] == client and origin[1] >= clock)
+                    or (right_origin is not None and right_origin[0] == client and right_origin[1] >= clock)
+                    or (type(parent) is tuple and parent[0] == client and parent[1] >= clock)
+                ):
+                    r.pos = pos
+                    raise r.fail("item depends on its own or a later clock")
+                content: Content | str
+                # ContentAny of one string of under 128 bytes: [1, 119, len, utf-8]
+                n = buf[pos + 2] if ref == 8 and pos + 2 < end else 0x80
+                if n < 0x80 and buf[pos] == 1 and buf[pos + 1] == 119 and pos + 3 + n <= end:
+                    pos += 3
+                    try:
+                        content = buf[pos : pos + n].decode("utf-8")
+                    except UnicodeDecodeError:
+                        r.pos = pos
+                        raise r.fail("string is not UTF-8") from None
+                    pos += n
+                    length = 1
+                elif ref == 1 and pos < end and buf[pos] == 1:  # a deleted item of one clock
+                    pos += 1
+                    content = DELETED_1
+                    length = 1
+                else:
+                    r.pos = pos
+                    content = _read_content(r, ref)
+                    pos = r.pos
+                    length = 1 if type(content) is str else content.length()  # type: ignore[union-attr]
                 s = Item(client, clock, origin, right_origin, parent, sub, content, length)
             if length < 1:
                 continue  # occupies no clock (yrs can emit an empty string item): nothing to keep
             clock += length
             if clock > MAX_CLOCK:
+                r.pos = pos
                 raise r.fail("clock beyond 2**32")
             structs.append(s)
+        r.pos = pos
         if not structs:
             del refs[client]
     ds = _read_delete_set(r)
