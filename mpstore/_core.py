@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._drain import DrainWatch
 from ._pairing import PairTable, Verdict
 from ._peer import PeerID, make_peer
 from ._presence_node import PresenceNode
@@ -95,6 +96,9 @@ class NodeOptions:
     key: bytes | None = None
     max_auth_failures: int = 5
     auth_failure_window: float = 60.0
+    #: A held link whose send buffer drains not at all for this long is closed as failed
+    #: (the wrapper passes 2 x send_timeout); None: never.
+    stall_timeout: float | None = None
 
 
 @dataclass
@@ -112,6 +116,7 @@ class _Link:
     writable: bool = True
     slow: bool = False  # told to senders (blocked) and to the store
     resume: Any = None  # the scheduled continuation, if any
+    watch: DrainWatch | None = None  # progress while slow (see _drain.py)
 
 
 class Node:
@@ -295,7 +300,8 @@ class Node:
             key=self.options.key,
             channel_binding=self.transport.channel_binding(link),
         )
-        self.links[link] = _Link(session, address, key)
+        stall = self.options.stall_timeout
+        self.links[link] = _Link(session, address, key, watch=DrainWatch(stall) if stall else None)
         self._pump(link)
 
     def link_frame(self, link: LinkId, frame: bytes) -> None:
@@ -325,11 +331,17 @@ class Node:
         if writable:
             self._send_out(link, entry)
         else:
-            self._update_slow(entry)
+            self._update_slow(link, entry)
 
-    def _update_slow(self, entry: _Link) -> None:
+    def _update_slow(self, link: LinkId, entry: _Link) -> None:
         """Tell reliable senders and the store whether the link takes more now."""
         slow = not entry.writable or entry.out_bytes > LINK_QUEUE_HIGH
+        watch = entry.watch
+        if watch is not None and entry.peer is not None and (slow or watch.held):
+            watch.update(slow, self._unsent(link, entry), time.monotonic())
+            deadline = watch.next_deadline()
+            if deadline is not None:
+                self._arm(deadline)
         if slow == entry.slow or entry.peer is None:
             entry.slow = slow
             return
@@ -438,14 +450,37 @@ class Node:
         What was queued for it is dropped, not flushed into a buffer it does not drain; when it
         comes back, the stores resync by state vector.
         """
+        unsent = self._unsent(link, entry)
         log.warning(
-            "closing the link to %r: %s (%d queued bytes dropped)", entry.peer, reason, entry.out_bytes
+            "closing the link to %r: %s (%s bytes it had not read dropped)",
+            entry.peer,
+            reason,
+            entry.out_bytes if unsent is None else unsent,
         )
         entry.out.clear()
         entry.out_bytes = 0
         entry.session.frames_to_send()  # posted sends not handed to the link yet: dropped too
         entry.session.close(f"peer not reading: {reason}")
         self._pump(link)
+
+    def _unsent(self, link: LinkId, entry: _Link) -> int | None:
+        """Bytes queued for the link here and in its transport (None: the transport cannot tell)."""
+        buffered = self.transport.buffered(link)
+        return None if buffered is None else entry.out_bytes + buffered
+
+    def _check_stall(self, link: LinkId, entry: _Link, now: float) -> None:
+        """Sample a held link's progress; close it when it has drained nothing for the bound."""
+        watch = entry.watch
+        if watch is None or not watch.held or entry.peer is None:
+            return
+        watch.update(entry.slow, self._unsent(link, entry), now)
+        if watch.stalled(now):
+            self.cut(
+                link,
+                entry,
+                f"it read nothing we sent for {watch.idle_for(now):.0f} s "
+                f"(the bound is {watch.bound:g} s, twice send_timeout)",
+            )
 
     def app_consumed(self, peer_id: str, count: int = 1) -> None:
         """Dispatcher thread: ``count`` application messages of ``peer_id`` were handed to receive."""
@@ -502,7 +537,7 @@ class Node:
             if out and entry.resume is None:
                 # Let the transport report its buffer (link_writable) before more goes.
                 entry.resume = self.runtime.loop.call_soon(self._resume, link)
-        self._update_slow(entry)
+        self._update_slow(link, entry)
 
     def _resume(self, link: LinkId) -> None:
         entry = self.links.get(link)
@@ -873,6 +908,9 @@ class Node:
                 if entry is None:
                     continue
                 try:
+                    self._check_stall(link, entry, now)
+                    if self.links.get(link) is not entry:
+                        continue
                     deadline = entry.session.next_deadline()
                     if deadline is not None and deadline <= now:
                         entry.session.handle_timer(now)
@@ -894,6 +932,10 @@ class Node:
         earliest: float | None = None
         for entry in self.links.values():
             deadline = entry.session.next_deadline()
+            if entry.watch is not None:
+                sample = entry.watch.next_deadline()
+                if sample is not None and (deadline is None or sample < deadline):
+                    deadline = sample
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         if self.files is not None:

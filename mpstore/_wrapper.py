@@ -134,7 +134,7 @@ class MultipeerConnectivity:
             handshake_timeout=float(handshake_timeout),
             max_message_rate=max_message_rate,
         )
-        options = NodeOptions(config, max_message_size, max_peers, key)
+        options = NodeOptions(config, max_message_size, max_peers, key, stall_timeout=2 * send_timeout)
         self._runtime = Runtime(f"{display_name[:16]}-{local.peer_id[:6]}")
         self._node = Node(self._runtime, self._transport, local, options, weakref.ref(self))
         try:
@@ -352,6 +352,8 @@ class MultipeerConnectivity:
         )
         manager.shared_dict(store)  # type: ignore[attr-defined]
         self._servers.append(connection)
+        # end_all stops it after the store handed out every write that returned (node.shutdown).
+        self._node.attached_servers.append(connection.aclose)
         self._runtime.call(connection.start, timeout=10)
         return connection
 
@@ -585,12 +587,7 @@ class MultipeerConnectivity:
             return
         self._closed = True
         self._finalizer.detach()
-        for server in self._servers:
-            try:
-                server.close()
-            except Exception:
-                log.exception("closing %r failed", server)
-        _shutdown(self._runtime, self._node)
+        _shutdown(self._runtime, self._node)  # closes the server connections too
         error = getattr(self._node.store, "close_error", None)
         if error is not None:
             raise error  # the last writes stayed in memory: the disk refused them
