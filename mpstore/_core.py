@@ -171,7 +171,7 @@ class Node:
         # Core thread: posted sends queued on their sessions since the last _after_posted.
         self._posted_links: dict[LinkId, _Link] = {}
         self._unposted = 0
-        self._after_posted_handle: asyncio.Handle | None = None
+        self._after_posted_due = False
         #: Stopped at shutdown after the store's last messages left (servers attached to the node,
         #: such as mpstore.web endpoints); each removes itself when stopped earlier. Core thread.
         self.attached_servers: list[Callable[[], Awaitable[None]]] = []
@@ -379,7 +379,7 @@ class Node:
         """Send a reliable message a user thread counted in ``posted``.
 
         The frames are queued in order on each link's session now; they reach the links' queues
-        (and the count is released) once per burst of posted sends, in _after_posted, so that a
+        (and the count is released) once per burst of posted sends (Runtime.at_batch_end), so a
         burst of small messages costs one hand-over to the transport, not one per message.
         With ``cut_held`` (a reason), a listed peer whose link is still over its high-water mark
         is not sent to: its link is closed as failed, for that reason.
@@ -402,12 +402,37 @@ class Node:
                     self._posted_links[found[1]] = entry
         finally:
             self._unposted += len(payload)
-            if self._after_posted_handle is None:
-                self._after_posted_handle = self.runtime.loop.call_soon(self._after_posted)
+            if not self._after_posted_due:
+                self._after_posted_due = True
+                self.runtime.at_batch_end(self._after_posted)
+
+    def send_posted_many(self, sends: list[tuple[int, list[str], bytes]]) -> None:
+        """Several posted reliable sends, (kind, peer_ids, payload) each, in order (the user
+        threads' common case, Runtime.post_many); as send_posted for each."""
+        peers, links = self.peers, self.links
+        posted_links = self._posted_links
+        size = 0
+        for kind, peer_ids, payload in sends:
+            size += len(payload)
+            try:
+                for peer_id in peer_ids:
+                    found = peers.get(peer_id)
+                    if found is None:
+                        continue
+                    entry = links.get(found[1])
+                    if entry is not None:
+                        entry.session.send(kind, payload, True)
+                        posted_links[found[1]] = entry
+            except Exception:  # as a failing post would be: logged, and the next ones go
+                log.exception("sending a posted message failed")
+        self._unposted += size
+        if not self._after_posted_due:
+            self._after_posted_due = True
+            self.runtime.at_batch_end(self._after_posted)
 
     def _after_posted(self) -> None:
         """Hand the frames of the posted sends to their links, then release their count."""
-        self._after_posted_handle = None
+        self._after_posted_due = False
         links, self._posted_links = self._posted_links, {}
         try:
             for link, entry in links.items():
