@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._drain import DrainWatch
 from ._pairing import PairTable, Verdict
 from ._peer import PeerID, make_peer
 from ._presence_node import PresenceNode
@@ -95,6 +96,9 @@ class NodeOptions:
     key: bytes | None = None
     max_auth_failures: int = 5
     auth_failure_window: float = 60.0
+    #: A held link whose send buffer drains not at all for this long is closed as failed
+    #: (the wrapper passes 2 x send_timeout); None: never.
+    stall_timeout: float | None = None
 
 
 @dataclass
@@ -112,6 +116,7 @@ class _Link:
     writable: bool = True
     slow: bool = False  # told to senders (blocked) and to the store
     resume: Any = None  # the scheduled continuation, if any
+    watch: DrainWatch | None = None  # progress while slow (see _drain.py)
 
 
 class Node:
@@ -166,7 +171,7 @@ class Node:
         # Core thread: posted sends queued on their sessions since the last _after_posted.
         self._posted_links: dict[LinkId, _Link] = {}
         self._unposted = 0
-        self._after_posted_handle: asyncio.Handle | None = None
+        self._after_posted_due = False
         #: Stopped at shutdown after the store's last messages left (servers attached to the node,
         #: such as mpstore.web endpoints); each removes itself when stopped earlier. Core thread.
         self.attached_servers: list[Callable[[], Awaitable[None]]] = []
@@ -295,7 +300,8 @@ class Node:
             key=self.options.key,
             channel_binding=self.transport.channel_binding(link),
         )
-        self.links[link] = _Link(session, address, key)
+        stall = self.options.stall_timeout
+        self.links[link] = _Link(session, address, key, watch=DrainWatch(stall) if stall else None)
         self._pump(link)
 
     def link_frame(self, link: LinkId, frame: bytes) -> None:
@@ -326,11 +332,17 @@ class Node:
             entry.session.note_drained(time.monotonic())
             self._send_out(link, entry)
         else:
-            self._update_slow(entry)
+            self._update_slow(link, entry)
 
-    def _update_slow(self, entry: _Link) -> None:
+    def _update_slow(self, link: LinkId, entry: _Link) -> None:
         """Tell reliable senders and the store whether the link takes more now."""
         slow = not entry.writable or entry.out_bytes > LINK_QUEUE_HIGH
+        watch = entry.watch
+        if watch is not None and entry.peer is not None and (slow or watch.held):
+            watch.update(slow, self._unsent(link, entry), time.monotonic())
+            deadline = watch.next_deadline()
+            if deadline is not None:
+                self._arm(deadline)
         if slow == entry.slow or entry.peer is None:
             entry.slow = slow
             return
@@ -368,7 +380,7 @@ class Node:
         """Send a reliable message a user thread counted in ``posted``.
 
         The frames are queued in order on each link's session now; they reach the links' queues
-        (and the count is released) once per burst of posted sends, in _after_posted, so that a
+        (and the count is released) once per burst of posted sends (Runtime.at_batch_end), so a
         burst of small messages costs one hand-over to the transport, not one per message.
         With ``cut_held`` (a reason), a listed peer whose link is still over its high-water mark
         is not sent to: its link is closed as failed, for that reason.
@@ -391,12 +403,37 @@ class Node:
                     self._posted_links[found[1]] = entry
         finally:
             self._unposted += len(payload)
-            if self._after_posted_handle is None:
-                self._after_posted_handle = self.runtime.loop.call_soon(self._after_posted)
+            if not self._after_posted_due:
+                self._after_posted_due = True
+                self.runtime.at_batch_end(self._after_posted)
+
+    def send_posted_many(self, sends: list[tuple[int, list[str], bytes]]) -> None:
+        """Several posted reliable sends, (kind, peer_ids, payload) each, in order (the user
+        threads' common case, Runtime.post_many); as send_posted for each."""
+        peers, links = self.peers, self.links
+        posted_links = self._posted_links
+        size = 0
+        for kind, peer_ids, payload in sends:
+            size += len(payload)
+            try:
+                for peer_id in peer_ids:
+                    found = peers.get(peer_id)
+                    if found is None:
+                        continue
+                    entry = links.get(found[1])
+                    if entry is not None:
+                        entry.session.send(kind, payload, True)
+                        posted_links[found[1]] = entry
+            except Exception:  # as a failing post would be: logged, and the next ones go
+                log.exception("sending a posted message failed")
+        self._unposted += size
+        if not self._after_posted_due:
+            self._after_posted_due = True
+            self.runtime.at_batch_end(self._after_posted)
 
     def _after_posted(self) -> None:
         """Hand the frames of the posted sends to their links, then release their count."""
-        self._after_posted_handle = None
+        self._after_posted_due = False
         links, self._posted_links = self._posted_links, {}
         try:
             for link, entry in links.items():
@@ -414,14 +451,37 @@ class Node:
         What was queued for it is dropped, not flushed into a buffer it does not drain; when it
         comes back, the stores resync by state vector.
         """
+        unsent = self._unsent(link, entry)
         log.warning(
-            "closing the link to %r: %s (%d queued bytes dropped)", entry.peer, reason, entry.out_bytes
+            "closing the link to %r: %s (%s bytes it had not read dropped)",
+            entry.peer,
+            reason,
+            entry.out_bytes if unsent is None else unsent,
         )
         entry.out.clear()
         entry.out_bytes = 0
         entry.session.frames_to_send()  # posted sends not handed to the link yet: dropped too
         entry.session.close(f"peer not reading: {reason}")
         self._pump(link)
+
+    def _unsent(self, link: LinkId, entry: _Link) -> int | None:
+        """Bytes queued for the link here and in its transport (None: the transport cannot tell)."""
+        buffered = self.transport.buffered(link)
+        return None if buffered is None else entry.out_bytes + buffered
+
+    def _check_stall(self, link: LinkId, entry: _Link, now: float) -> None:
+        """Sample a held link's progress; close it when it has drained nothing for the bound."""
+        watch = entry.watch
+        if watch is None or not watch.held or entry.peer is None:
+            return
+        watch.update(entry.slow, self._unsent(link, entry), now)
+        if watch.stalled(now):
+            self.cut(
+                link,
+                entry,
+                f"it read nothing we sent for {watch.idle_for(now):.0f} s "
+                f"(the bound is {watch.bound:g} s, twice send_timeout)",
+            )
 
     def app_consumed(self, peer_id: str, count: int = 1) -> None:
         """Dispatcher thread: ``count`` application messages of ``peer_id`` were handed to receive."""
@@ -478,7 +538,7 @@ class Node:
             if out and entry.resume is None:
                 # Let the transport report its buffer (link_writable) before more goes.
                 entry.resume = self.runtime.loop.call_soon(self._resume, link)
-        self._update_slow(entry)
+        self._update_slow(link, entry)
 
     def _resume(self, link: LinkId) -> None:
         entry = self.links.get(link)
@@ -849,6 +909,9 @@ class Node:
                 if entry is None:
                     continue
                 try:
+                    self._check_stall(link, entry, now)
+                    if self.links.get(link) is not entry:
+                        continue
                     deadline = entry.session.next_deadline()
                     if deadline is not None and deadline <= now:
                         entry.session.handle_timer(now)
@@ -870,6 +933,10 @@ class Node:
         earliest: float | None = None
         for entry in self.links.values():
             deadline = entry.session.next_deadline()
+            if entry.watch is not None:
+                sample = entry.watch.next_deadline()
+                if sample is not None and (deadline is None or sample < deadline):
+                    deadline = sample
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         if self.files is not None:

@@ -39,6 +39,12 @@ class Runtime:
         self._posted: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = collections.deque()
         self._posted_lock = threading.Lock()
         self._drain_scheduled = False
+        # The items list of the last entry of _posted when post_many() made it, and its function.
+        self._tail_fn: Callable[..., Any] | None = None
+        self._tail_items: list[Any] = []
+        # Core thread: calls to make once the posted calls being run now are all done.
+        self._draining = False
+        self._at_batch_end: list[Callable[[], None]] = []
         # Futures of call() not finished yet: failed with Closed once the loop is closed, so a
         # call whose post landed just before the loop stopped cannot wait forever.
         self._calls: set[concurrent.futures.Future[Any]] = set()
@@ -106,9 +112,30 @@ class Runtime:
             raise Closed("this object was ended with end_all()")
         with self._posted_lock:
             self._posted.append((fn, args))
+            self._tail_fn = None
             if self._drain_scheduled:
                 return  # the core will take it with the others: one wake-up per burst
             self._drain_scheduled = True
+        self._wake()
+
+    def post_many(self, fn: Callable[[list[Any]], Any], item: Any) -> None:
+        """Like ``post(fn, [item])``, except that items posted to one ``fn`` with nothing posted
+        in between are handed over together, in order: ``fn(items)`` once for a burst."""
+        if self._closed:
+            raise Closed("this object was ended with end_all()")
+        with self._posted_lock:
+            if self._tail_fn is fn:
+                self._tail_items.append(item)
+                return  # its entry is queued, so its drain is scheduled
+            items = [item]
+            self._posted.append((fn, (items,)))
+            self._tail_fn, self._tail_items = fn, items
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             self.loop.call_soon_threadsafe(self._drain_posted)
         except RuntimeError:
@@ -118,16 +145,35 @@ class Runtime:
         """Core thread: run what was posted so far, then yield to I/O if more is waiting."""
         with self._posted_lock:
             batch, self._posted = self._posted, collections.deque()
-        for fn, args in batch:
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("error in a call posted to the core (%s)", getattr(fn, "__name__", fn))
+            self._tail_fn = None
+        self._draining = True
+        try:
+            for fn, args in batch:
+                try:
+                    fn(*args)
+                except Exception:
+                    log.exception("error in a call posted to the core (%s)", getattr(fn, "__name__", fn))
+        finally:
+            self._draining = False
+            hooks, self._at_batch_end = self._at_batch_end, []
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("error at the end of posted calls (%s)", getattr(hook, "__name__", hook))
         with self._posted_lock:
             if self._posted:
                 self.loop.call_soon(self._drain_posted)  # after the I/O that is ready
             else:
                 self._drain_scheduled = False
+
+    def at_batch_end(self, fn: Callable[[], None]) -> None:
+        """Core thread: call ``fn`` once the posted calls being run now are done (they come in
+        bursts: one hand-over for a burst), or on the loop's next turn outside such a run."""
+        if self._draining:
+            self._at_batch_end.append(fn)
+        else:
+            self.loop.call_soon(fn)
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn(*args)`` on the core thread and return its result (inline if already there)."""

@@ -188,6 +188,27 @@ _ASCII_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"
 _DECODER: Final = json.JSONDecoder(object_pairs_hook=_hook, parse_constant=_refuse_constant)
 
 
+def _not_json(obj: object) -> object:
+    raise InvalidArgument(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+try:  # the C encoder json.dumps builds on every call: one made once (none in pure-Python builds)
+    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+    from json.encoder import encode_basestring as _encode_basestring
+except ImportError:  # pragma: no cover
+    _c_make_encoder = None
+# Without cycle markers it keeps no state between calls, so one serves every thread; a cycle
+# then ends in RecursionError, refused like a value nested too deeply.
+_MESSAGE_ENCODER: Any = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(None, _not_json, _encode_basestring, None, ":", ",", False, False, False)
+)
+
+
+_STR_ONLY: Final = frozenset((str,))
+
+
 def exact_json(obj: Any, what: str) -> str:
     """Compact JSON text of ``obj`` that loads back equal, else InvalidArgument (a TypeError).
 
@@ -195,19 +216,23 @@ def exact_json(obj: Any, what: str) -> str:
     are not ``str`` (JSON would turn them into strings). ``what`` names the value in the error.
     """
     try:
-        text = _ENCODER.encode(obj)  # one shared encoder: json.dumps with options builds one per call
-    except (TypeError, ValueError, RecursionError) as exc:
+        text = "".join(_MESSAGE_ENCODER(obj, 0)) if _MESSAGE_ENCODER is not None else _ENCODER.encode(obj)
+    except RecursionError:
+        raise InvalidArgument(f"{what} is not JSON-serialisable: nested too deeply, or a cycle") from None
+    except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"{what} is not JSON-serialisable: {exc}") from None
     todo = [obj]
     while todo:  # after encoding, which refuses cycles
         item = todo.pop()
         if isinstance(item, dict):
-            for key, value in item.items():
-                if not isinstance(key, str):
-                    raise InvalidArgument(
-                        f"{what} is not JSON-serialisable: dict keys must be str, not "
-                        f"{type(key).__name__} ({key!r})"
-                    )
+            if not _STR_ONLY.issuperset(map(type, item)):  # all keys exactly str: checked in C
+                for key in item:
+                    if not isinstance(key, str):
+                        raise InvalidArgument(
+                            f"{what} is not JSON-serialisable: dict keys must be str, not "
+                            f"{type(key).__name__} ({key!r})"
+                        )
+            for value in item.values():
                 if isinstance(value, (dict, list, tuple)):
                     todo.append(value)
         elif isinstance(item, (list, tuple)):

@@ -134,7 +134,7 @@ class MultipeerConnectivity:
             handshake_timeout=float(handshake_timeout),
             max_message_rate=max_message_rate,
         )
-        options = NodeOptions(config, max_message_size, max_peers, key)
+        options = NodeOptions(config, max_message_size, max_peers, key, stall_timeout=2 * send_timeout)
         self._runtime = Runtime(f"{display_name[:16]}-{local.peer_id[:6]}")
         self._node = Node(self._runtime, self._transport, local, options, weakref.ref(self))
         try:
@@ -352,6 +352,8 @@ class MultipeerConnectivity:
         )
         manager.shared_dict(store)  # type: ignore[attr-defined]
         self._servers.append(connection)
+        # end_all stops it after the store handed out every write that returned (node.shutdown).
+        self._node.attached_servers.append(connection.aclose)
         self._runtime.call(connection.start, timeout=10)
         return connection
 
@@ -433,7 +435,7 @@ class MultipeerConnectivity:
         if self._node.peer_rates:
             targets = self._pace(targets, reliable)
         if reliable:
-            self._hand_over(targets, payload, explicit=to_peer is not None)
+            self._hand_over(targets, payload, explicit=to_peer is not None, seen=connected)
             return
         ids = [peer.id for peer in targets]
         if self._node.blocked:
@@ -491,7 +493,9 @@ class MultipeerConnectivity:
             raise NotConnected(f"not connected to {names}; nothing was sent", missing[0])
         return list(dict.fromkeys(wanted))
 
-    def _hand_over(self, targets: list[PeerID], payload: bytes, explicit: bool) -> None:
+    def _hand_over(
+        self, targets: list[PeerID], payload: bytes, explicit: bool, seen: tuple[PeerID, ...] = ()
+    ) -> None:
         """Post a reliable message to each target as soon as its link takes more.
 
         A target whose link is over its high-water mark does not hold back the others: they
@@ -499,6 +503,7 @@ class MultipeerConnectivity:
         broadcast (``explicit`` False) closes the links of the targets still held, as failed
         links, and returns; a send naming its peers raises SendTimeout instead. A named peer that
         is disconnected while the send waits raises NotConnected; a broadcast skips it.
+        ``seen`` is the peers_snapshot the targets were chosen from (all of them connected then).
         """
         # Also waited for: the core taking _MAX_POSTED bytes posted before; without that rule
         # a fast sender would queue without bound on the core loop before the transport's
@@ -515,10 +520,11 @@ class MultipeerConnectivity:
                 if (
                     not node.blocked
                     and (node.posted == 0 or node.posted + size <= _MAX_POSTED)
-                    and all(peer in snapshot for peer in targets)
+                    and (snapshot is seen or all(peer in snapshot for peer in targets))
                 ):
                     node.posted += size
-                    self._runtime.post(node.send_posted, Kind.APP, [peer.id for peer in targets], payload)
+                    ids = [peer.id for peer in targets]
+                    self._runtime.post_many(node.send_posted_many, (Kind.APP, ids, payload))
                     return
             finally:
                 changed.release()
@@ -581,12 +587,7 @@ class MultipeerConnectivity:
             return
         self._closed = True
         self._finalizer.detach()
-        for server in self._servers:
-            try:
-                server.close()
-            except Exception:
-                log.exception("closing %r failed", server)
-        _shutdown(self._runtime, self._node)
+        _shutdown(self._runtime, self._node)  # closes the server connections too
         error = getattr(self._node.store, "close_error", None)
         if error is not None:
             raise error  # the last writes stayed in memory: the disk refused them

@@ -31,6 +31,10 @@ HIGH_WATER = 1 << 20
 LOW_WATER = 256 << 10
 #: Largest frame accepted from a server (a first sync of a large store is one frame).
 MAX_FRAME = 256 << 20
+#: Seconds close() waits for the frames queued for the server to be written, and how long it
+#: waits for a socket whose queue does not move (the server is not reading).
+DRAIN_TIMEOUT = 5.0
+DRAIN_STALL = 2.0
 
 
 def _websockets() -> Any:
@@ -104,6 +108,7 @@ class ServerConnection:
         self._queued = 0
         self._blocked = False
         self._wake: asyncio.Event | None = None
+        self._closing = False
         self.frames_in = 0
         self.frames_out = 0
         self.bytes_in = 0
@@ -182,7 +187,12 @@ class ServerConnection:
         self._pump()
 
     async def aclose(self) -> None:
-        """Core thread: close and wait (briefly) for the socket's closing handshake."""
+        """Core thread: let what is queued for the server go out (bounded), then close and wait
+        (briefly) for the socket's closing handshake. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._drain()
         self._link.close(self._loop.time())
         self._pump()
         pending = [t for t in self._tasks if not t.done()]
@@ -190,6 +200,20 @@ class ServerConnection:
             await asyncio.wait(pending, timeout=3)
         for task in pending:
             task.cancel()
+
+    async def _drain(self) -> None:
+        # What the store handed the socket (end_all first lets the store hand out every write
+        # that returned) is written before the close; closing drops the queue.
+        deadline = self._loop.time() + DRAIN_TIMEOUT
+        stalled_since, last = self._loop.time(), -1
+        while self._ws is not None and self._queued > 0:
+            now = self._loop.time()
+            if self._queued != last:
+                stalled_since, last = now, self._queued
+            if now > deadline or now - stalled_since > DRAIN_STALL:
+                log.warning("closing %s with %d bytes not yet sent", self.url, self._queued)
+                return
+            await asyncio.sleep(0.01)
 
     def _pump(self) -> None:
         for effect in self._link.effects():

@@ -111,6 +111,11 @@ class Transport(abc.ABC):
         Transports that cannot pause a link ignore it."""
         return None
 
+    def buffered(self, link: LinkId) -> int | None:
+        """Bytes sent on ``link`` that its peer has not taken yet as far as this transport can
+        tell (its own buffers; they shrink as the peer reads), or None if it cannot tell."""
+        return None
+
     def channel_binding(self, link: LinkId) -> bytes:
         """Bytes that identify this link's secure channel to both ends (e.g. a hash of both TLS
         certificates), for binding authentication to the connection; empty when there is none."""

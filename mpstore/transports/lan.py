@@ -465,6 +465,11 @@ class LanTransport(Transport):
             # whole grace period: report it (after this call returns) and free the pair's slot.
             self._loop.call_soon(self._detach, conn)
 
+    def buffered(self, link: LinkId) -> int | None:
+        """Bytes queued here or in the TLS/TCP buffers, not yet handed to the kernel."""
+        conn: _Conn | None = self._links.get(link)  # type: ignore[call-overload]
+        return None if conn is None else conn.pending()
+
     def channel_binding(self, link: LinkId) -> bytes:
         """SHA-256 over both TLS certificates in a canonical order (same bytes on both ends)."""
         conn = self._links.get(link)  # type: ignore[call-overload]

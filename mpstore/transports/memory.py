@@ -325,6 +325,11 @@ class MemoryTransport(Transport):
         network._carry(entry, self, bytes(frame))
         return True
 
+    def buffered(self, link: LinkId) -> int | None:
+        """Bytes sent on ``link`` that the other end has not taken yet (in flight)."""
+        entry: _Link | None = self._links.get(link)  # type: ignore[call-overload]
+        return None if entry is None else entry.flight[self]
+
     def pause_reading(self, link: LinkId, paused: bool) -> None:
         """Stop or resume delivering frames of ``link``; the sender's side is told the link is
         not writable meanwhile (as a full socket buffer would tell it)."""

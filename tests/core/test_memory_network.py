@@ -208,18 +208,18 @@ def test_clean_leave_is_seen_at_once(nodes: Any) -> None:
     wait_until(connected(ann, bob))
     start = time.monotonic()
     bob.end_all()
-    wait_until(lambda: ann.get_peers() == [], timeout=2)
-    assert time.monotonic() - start < 1.0
+    wait_until(lambda: ann.get_peers() == [], timeout=10)
+    assert time.monotonic() - start < 10.0  # at once, not after the 30 s timeout (wide: loaded CI)
 
 
 def test_killed_peer_is_removed_within_peer_timeout(nodes: Any, net: mpstore.MemoryNetwork) -> None:
-    ann, bob = nodes("Ann", peer_timeout=0.5), nodes("Bob", peer_timeout=0.5)
+    ann, bob = nodes("Ann", peer_timeout=1.0), nodes("Bob", peer_timeout=1.0)
     wait_until(connected(ann, bob))
     start = time.monotonic()
     net.kill(bob)
-    wait_until(lambda: ann.get_peers() == [], timeout=3)
+    wait_until(lambda: ann.get_peers() == [], timeout=6)
     elapsed = time.monotonic() - start
-    assert 0.4 <= elapsed <= 1.5, elapsed  # the timeout, plus a tick and scheduling slack
+    assert 0.8 <= elapsed <= 4.0, elapsed  # the timeout, plus a tick and wide scheduling slack
     wait_until(lambda: ann.names("removed") == ["Bob"])  # peer_removed runs on the dispatcher
 
 
@@ -372,7 +372,7 @@ def test_wait_for_peers_times_out(nodes: Any) -> None:
     start = time.monotonic()
     with pytest.raises(TimeoutError):
         ann.wait_for_peers(1, timeout=0.2)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 3.0  # the timeout, not forever (wide: loaded CI)
     with pytest.raises(mpstore.Timeout):
         ann.wait_for_peers(1, timeout=0.05)
 
@@ -438,14 +438,23 @@ def test_interpreter_exit_without_end_all_is_clean(tmp_path: Any) -> None:
     script.write_text(
         "import mpstore, time\n"
         "net = mpstore.MemoryNetwork()\n"
-        "a = mpstore.MultipeerConnectivity('Ann', 'chat', transport=net)\n"
-        "class Bob(mpstore.MultipeerConnectivity):\n"
+        "added = []\n"
+        "class Ann(mpstore.MultipeerConnectivity):\n"
+        "    def peer_added(self, peer):\n"
+        "        super().peer_added(peer)\n"
+        "        added.append(self)\n"
+        "class Bob(Ann):\n"
         "    seen = False\n"
         "    def receive(self, message, from_peer):\n"
         "        super().receive(message, from_peer)\n"
         "        Bob.seen = True\n"
+        "a = Ann('Ann', 'chat', transport=net)\n"
         "b = Bob('Bob', 'chat', transport=net)\n"
         "a.wait_for_peers(1, timeout=5)\n"
+        # Both 'Added peer' lines printed first: two dispatcher threads' prints would interleave.
+        "deadline = time.monotonic() + 10\n"
+        "while time.monotonic() < deadline and len(added) < 2:\n"
+        "    time.sleep(0.01)\n"
         "a.send('bye')\n"
         "deadline = time.monotonic() + 10\n"
         "while time.monotonic() < deadline and not b.seen:\n"

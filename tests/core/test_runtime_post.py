@@ -56,3 +56,34 @@ def test_post_after_stop_raises_closed() -> None:
     runtime.stop()
     with pytest.raises(Closed):
         runtime.post(print)
+
+
+def test_post_many_hands_a_burst_over_at_once_in_order_with_the_other_posts() -> None:
+    runtime = Runtime("post-test")
+    try:
+        gate = threading.Event()
+        seen: list[Any] = []
+        calls: list[int] = []
+
+        def many(items: list[int]) -> None:
+            calls.append(len(items))
+            seen.extend(items)
+
+        runtime.post(gate.wait, 10)  # the core is busy while the burst is posted
+        for i in range(300):
+            runtime.post_many(many, i)
+            if i % 100 == 99:
+                runtime.post(seen.append, f"plain {i}")  # splits the batch: order is kept
+        runtime.post(runtime.at_batch_end, lambda: seen.append("batch end"))
+        runtime.post(seen.append, "last")
+        gate.set()
+        expected: list[Any] = []
+        for i in range(300):
+            expected.append(i)
+            if i % 100 == 99:
+                expected.append(f"plain {i}")
+        runtime.call(lambda: None, timeout=10)  # maybe in the burst's batch: before its end
+        assert runtime.call(lambda: list(seen), timeout=10) == [*expected, "last", "batch end"]
+        assert calls == [100, 100, 100]
+    finally:
+        runtime.stop()

@@ -4,13 +4,16 @@ back from the others, and is cut as a failed link when a broadcast has waited se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,10 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_frozen_peer_does_not_hold_a_broadcast_back_from_the_others() -> None:
+@contextlib.contextmanager
+def _frozen_cat() -> Iterator[tuple[Peer, Peer, mpstore.PeerID, list[float]]]:
+    """Ann and Bob here, Cat a child process, SIGSTOPped, and Ann's link to it held; the list
+    gets the time the hold was first seen."""
     opts: dict[str, Any] = {"peer_timeout": PEER_TIMEOUT, "send_timeout": SEND_TIMEOUT}
     ann = Peer("Ann", "slowlan", transport=_lan(), **opts)
     addr = ann.transport.address  # type: ignore[attr-defined]
@@ -68,6 +74,16 @@ def test_a_frozen_peer_does_not_hold_a_broadcast_back_from_the_others() -> None:
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     stopped = False
+    held_at: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not held_at and not done.wait(0.01):
+            if any(p.display_name == "Cat" and p.id in ann._node.blocked for p in ann.get_peers()):
+                held_at.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     try:
         assert cat.stdout is not None
         assert json.loads(cat.stdout.readline())["kind"] == "ready"
@@ -85,7 +101,21 @@ def test_a_frozen_peer_does_not_hold_a_broadcast_back_from_the_others() -> None:
             except mpstore.SendTimeout:
                 break
         _wait(lambda: cat_id.id in ann._node.blocked, 10, "Ann's link to Cat to be held")
+        _wait(lambda: bool(held_at), 5, "the watcher to see the hold")
+        yield ann, bob, cat_id, held_at
+    finally:
+        done.set()
+        watcher.join()
+        if stopped:
+            os.kill(cat.pid, signal.SIGCONT)
+        cat.kill()
+        cat.communicate(timeout=30)
+        bob.end_all()
+        ann.end_all()
 
+
+def test_a_frozen_peer_does_not_hold_a_broadcast_back_from_the_others() -> None:
+    with _frozen_cat() as (ann, bob, cat_id, _):
         t0 = time.monotonic()
         ann.send("to everyone")  # before: SendTimeout after SEND_TIMEOUT, and Bob got nothing
         returned = time.monotonic() - t0
@@ -98,12 +128,19 @@ def test_a_frozen_peer_does_not_hold_a_broadcast_back_from_the_others() -> None:
 
         t1 = time.monotonic()
         ann.send("next")
-        assert time.monotonic() - t1 < 1.0
+        assert time.monotonic() - t1 < SEND_TIMEOUT / 2  # not held for a send_timeout
         assert bob.inbox.get(timeout=10)[0] == "next"
-    finally:
-        if stopped:
-            os.kill(cat.pid, signal.SIGCONT)
-        cat.kill()
-        cat.communicate(timeout=30)
-        bob.end_all()
-        ann.end_all()
+
+
+def test_a_frozen_peer_is_cut_after_twice_send_timeout_without_progress() -> None:
+    # No send waits for it: the core sees its TLS/TCP buffer not shrink and closes the link.
+    with _frozen_cat() as (ann, bob, cat_id, held):
+        t_write = time.monotonic()
+        ann_store, bob_store = ann.shared_dict("s"), bob.shared_dict("s")
+        ann_store["while frozen"] = 1
+        _wait(lambda: bob_store.get("while frozen") == 1, 10, "Bob's store to get the write")
+        assert time.monotonic() - t_write < SEND_TIMEOUT
+        _wait(lambda: "Cat" in ann.removed, 4 * SEND_TIMEOUT, "Cat to be cut")
+        cut_after = time.monotonic() - held[0]
+        assert 2 * SEND_TIMEOUT * 0.9 < cut_after < 2 * SEND_TIMEOUT * 1.25 + 3, cut_after
+        assert cat_id not in ann.get_peers()

@@ -41,9 +41,10 @@ def _next(mc: Chat, timeout: float = 5.0) -> tuple[str, Any]:
 
 def test_two_peers_chat_over_tls_and_leave_cleanly() -> None:
     threads = set(threading.enumerate())
-    ann = Chat("Ann", "chat", transport=_lan(), peer_timeout=2.0)
+    # peer_timeout well above the bound below: a clean end must not be mistaken for a timeout.
+    ann = Chat("Ann", "chat", transport=_lan(), peer_timeout=10.0)
     addr = ann.transport.address  # type: ignore[attr-defined]
-    bob = Chat("Bob", "chat", transport=_lan(peers=[addr]), peer_timeout=2.0)
+    bob = Chat("Bob", "chat", transport=_lan(peers=[addr]), peer_timeout=10.0)
     try:
         assert [p.display_name for p in ann.wait_for_peers(1, timeout=5)] == ["Bob"]
         assert [p.display_name for p in bob.wait_for_peers(1, timeout=5)] == ["Ann"]
@@ -60,7 +61,7 @@ def test_two_peers_chat_over_tls_and_leave_cleanly() -> None:
         t0 = time.monotonic()
         bob.end_all()
         assert _next(ann) == ("removed", "Bob")
-        assert time.monotonic() - t0 < 1.5  # a clean end is seen at once, not at the timeout
+        assert time.monotonic() - t0 < 5.0  # a clean end is seen at once, not at the timeout
         assert ann.get_peers() == []
     finally:
         bob.end_all()
