@@ -325,17 +325,32 @@ class MultipeerConnectivity:
                 "token is sent by the hocuspocus dialect; a y-websocket server takes credentials in "
                 "the URL query or headers"
             )
+        if document is not None and type(document) is not str:
+            raise InvalidArgument(f"document must be a str, not {type(document).__name__}")
+        if document == "":
+            raise ConfigurationError("document must not be empty (None: named like the store)")
+        if token is not None and type(token) is not str:
+            raise InvalidArgument(f"token must be a str, not {type(token).__name__}")
+        if headers is not None and not (
+            isinstance(headers, dict) and all(type(k) is str and type(v) is str for k, v in headers.items())
+        ):
+            raise InvalidArgument("headers must be a dict of str to str")
+        if not max_backoff > 0:
+            raise ConfigurationError(f"max_backoff must be > 0 seconds, got {max_backoff!r}")
         manager = self._node.store
         if manager is None:
             from ._errors import EngineUnavailable
 
             raise EngineUnavailable("the replicated store is not available in this build")
-        config = LinkConfig(
-            connect_timeout=connect_timeout,
-            sync_timeout=sync_timeout,
-            backoff_max=max(max_backoff, 0.5),
-            resync_interval=resync_interval,
-        )
+        try:
+            config = LinkConfig(
+                connect_timeout=connect_timeout,
+                sync_timeout=sync_timeout,
+                backoff_max=max(max_backoff, 0.5),
+                resync_interval=resync_interval,
+            )
+        except TypeError as exc:  # a timeout that is not a number
+            raise InvalidArgument(str(exc)) from None
         connection = ServerConnection(
             self._runtime,
             manager,

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import _lib0, _syncproto
-from ._errors import CorruptUpdate, ProtocolError, ServerRefused
+from ._errors import ConfigurationError, CorruptUpdate, ProtocolError, ServerRefused
 
 __all__ = [
     "DIALECTS",
@@ -185,7 +185,7 @@ class Hocuspocus:
 
     def __init__(self, document: str) -> None:
         if not document:
-            raise ValueError("a Hocuspocus document name must not be empty")
+            raise ConfigurationError("a Hocuspocus document name must not be empty")
         self.document = document
         self._prefix = _text(document)
 
@@ -251,7 +251,7 @@ def make_dialect(name: str, document: str) -> Dialect:
         return YWebsocket()
     if name == "hocuspocus":
         return Hocuspocus(document)
-    raise ValueError(f"unknown server dialect {name!r}: use one of {', '.join(DIALECTS)}")
+    raise ConfigurationError(f"unknown server dialect {name!r}: use one of {', '.join(DIALECTS)}")
 
 
 # --- effects: what the glue must do, in order ----------------------------------------------------
@@ -375,13 +375,13 @@ class LinkConfig:
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "sync_timeout", "backoff_initial", "backoff_max", "keepalive"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0 seconds")
+                raise ConfigurationError(f"{name} must be > 0 seconds")
         if self.resync_interval is not None and not self.resync_interval > 0:
-            raise ValueError("resync_interval must be > 0 seconds or None")
+            raise ConfigurationError("resync_interval must be > 0 seconds or None")
         if self.backoff_factor < 1:
-            raise ValueError("backoff_factor must be >= 1")
+            raise ConfigurationError("backoff_factor must be >= 1")
         if self.backoff_max < self.backoff_initial:
-            raise ValueError("backoff_max must be >= backoff_initial")
+            raise ConfigurationError("backoff_max must be >= backoff_initial")
 
 
 def backoff_delay(config: LinkConfig, attempt: int, uniform: Callable[[float, float], float]) -> float:

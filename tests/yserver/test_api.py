@@ -35,6 +35,33 @@ def test_connect_server_refuses_bad_arguments() -> None:
             mc.connect_server("ws://127.0.0.1:9", "s", sync_timeout=0)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        # A setting out of range is a ConfigurationError (was a plain ValueError, or accepted).
+        ({"sync_timeout": 0}, mpstore.ConfigurationError),
+        ({"connect_timeout": -1}, mpstore.ConfigurationError),
+        ({"resync_interval": 0}, mpstore.ConfigurationError),
+        ({"max_backoff": -1}, mpstore.ConfigurationError),
+        ({"max_backoff": float("nan")}, mpstore.ConfigurationError),
+        ({"document": ""}, mpstore.ConfigurationError),
+        ({"document": "", "dialect": "hocuspocus"}, mpstore.ConfigurationError),
+        # A value of the wrong kind is an InvalidArgument (headers={"a": 1} was accepted, then
+        # every connection attempt failed inside the library).
+        ({"headers": {"a": 1}}, mpstore.InvalidArgument),
+        ({"headers": [("a", "b")]}, mpstore.InvalidArgument),
+        ({"document": 5}, mpstore.InvalidArgument),
+        ({"token": 5, "dialect": "hocuspocus"}, mpstore.InvalidArgument),
+    ],
+)
+def test_connect_server_settings_are_checked_with_mpstore_errors(
+    kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    net = mpstore.MemoryNetwork()
+    with mpstore.MultipeerConnectivity("a", "args", transport=net) as mc, pytest.raises(error):
+        mc.connect_server("ws://127.0.0.1:9", "s", **kwargs)  # type: ignore[arg-type]
+
+
 def test_nothing_listening_is_retried_with_backoff_and_closes_cleanly() -> None:
     import socket
 
