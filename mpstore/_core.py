@@ -329,6 +329,7 @@ class Node:
             return
         entry.writable = writable
         if writable:
+            entry.session.note_drained(time.monotonic())
             self._send_out(link, entry)
         else:
             self._update_slow(link, entry)

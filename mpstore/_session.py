@@ -390,6 +390,16 @@ class LinkSession:
         """Record that frames were handed to the transport at ``now`` (heartbeat bookkeeping)."""
         self._last_sent = now
 
+    def note_drained(self, now: float) -> None:
+        """The transport took our bytes again after holding them back: the peer is reading them.
+
+        A sign of life like a frame from it: a peer busy taking in a large stream from us (a
+        store snapshot) may not get to answer for longer than ``peer_timeout``, and is not
+        silent. A dead or stuck peer stops draining, and then the timeout runs as before.
+        """
+        if self.state is State.OPEN and now > self._last_received:
+            self._last_received = now
+
     def link_lost(self, reason: str) -> None:
         """The transport reported the link down."""
         if self.state is not State.CLOSED:

@@ -4,7 +4,9 @@ Every ``MultipeerConnectivity(..., transport=net)`` on one :class:`MemoryNetwork
 ``transport='memory'`` for the process-wide default network) can find the others that are
 looking for peers with the same service type. Delivery is asynchronous (through each node's own
 loop), frames are copied, reliable frames keep their order, and faults are injected with
-``partition``, ``heal``, ``set_latency``, ``set_loss`` and ``kill``.
+``partition``, ``heal``, ``set_latency``, ``set_loss`` and ``kill``. A link holds back its
+sender as a socket buffer does: past ``FLIGHT_HIGH`` bytes the other side has not taken yet,
+the sender is told the link is not writable.
 
 A partition breaks every link that crosses it, as a dead network path breaks a TCP connection:
 the link carries nothing more, even after ``heal()``, until both ends give up on it (the

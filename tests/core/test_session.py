@@ -141,6 +141,29 @@ def test_silent_peer_is_dropped_after_peer_timeout() -> None:
     assert "no sign of life" in closed[0].reason
 
 
+def test_a_peer_that_keeps_draining_our_stream_is_not_silent() -> None:
+    """The transport taking our bytes again (note_drained) is a sign of life: a peer busy
+    reading a large stream is not dropped; once it stops draining, the timeout runs."""
+    p = Pair()
+    p.open()
+    for _ in range(3):
+        p.now += 4.0
+        p.a.note_drained(p.now)
+        p.a.handle_timer(p.now)
+    assert p.a.is_open  # 12 s without a frame from b, but b took our bytes every 4 s
+    p.now += 5.1
+    p.a.handle_timer(p.now)
+    closed = [e for e in p.a.events() if isinstance(e, LinkClosed)]
+    assert closed and "no sign of life" in closed[0].reason
+
+
+def test_draining_before_the_session_opens_proves_nothing() -> None:
+    p = Pair()
+    p.pump()  # hellos exchanged, nobody accepted yet
+    p.a.note_drained(p.now + 100)
+    assert p.a.next_deadline() is not None and p.a.next_deadline() < p.now + 100  # type: ignore[operator]
+
+
 def test_next_deadline_tells_when_to_call_handle_timer() -> None:
     p = Pair()
     p.open()

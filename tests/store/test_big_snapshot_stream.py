@@ -91,6 +91,35 @@ def test_a_million_key_snapshot_over_the_memory_network_drops_no_link() -> None:
         assert removed == []
 
 
+def test_a_joiner_too_busy_to_answer_keeps_its_link_while_it_takes_the_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A joiner that sends nothing at all while it takes in a snapshot (here: its heartbeats
+    switched off) is not silent to the sender as long as it drains what the sender streams."""
+    from mpstore._session import LinkSession
+
+    original = LinkSession.handle_timer
+
+    def joiner_never_answers(self: LinkSession, now: float) -> None:
+        if self.remote_hello is not None and self.remote_hello.display_name == "A":
+            return  # B's side of the link: no heartbeat (and no judging A either)
+        original(self, now)
+
+    monkeypatch.setattr(LinkSession, "handle_timer", joiner_never_answers)
+    removed: list[Any] = []
+    with devices() as make:
+        a = make("A", peer_timeout=1.5)
+        a.peer_removed = removed.append  # type: ignore[method-assign]
+        s = a.shared_dict("s")
+        n = 300_000
+        for start in range(0, n, 100_000):
+            s.update({f"key{i}": f"value {i}" for i in range(start, start + 100_000)})
+        s.flush()
+        b = make("B", peer_timeout=1.5)
+        b.shared_dict("s").wait_for(lambda d: len(d) == n, timeout=240)
+        assert removed == []
+
+
 def test_a_blocked_core_does_not_judge_its_peers_silent() -> None:
     import time
 
