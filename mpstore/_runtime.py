@@ -154,18 +154,26 @@ class Runtime:
                 except Exception:
                     log.exception("error in a call posted to the core (%s)", getattr(fn, "__name__", fn))
         finally:
+            # Hooks may add hooks (the links' flush queues the transport's): all run here.
+            while self._at_batch_end:
+                hooks, self._at_batch_end = self._at_batch_end, []
+                for hook in hooks:
+                    try:
+                        hook()
+                    except Exception:
+                        name = getattr(hook, "__name__", hook)
+                        log.exception("error at the end of posted calls (%s)", name)
             self._draining = False
-            hooks, self._at_batch_end = self._at_batch_end, []
-            for hook in hooks:
-                try:
-                    hook()
-                except Exception:
-                    log.exception("error at the end of posted calls (%s)", getattr(hook, "__name__", hook))
         with self._posted_lock:
             if self._posted:
                 self.loop.call_soon(self._drain_posted)  # after the I/O that is ready
             else:
                 self._drain_scheduled = False
+
+    @property
+    def in_batch(self) -> bool:
+        """Core thread: True while posted calls (or their at_batch_end hooks) run."""
+        return self._draining
 
     def at_batch_end(self, fn: Callable[[], None]) -> None:
         """Core thread: call ``fn`` once the posted calls being run now are done (they come in

@@ -97,6 +97,11 @@ class Transport(abc.ABC):
         for frame in frames:
             self.send(link, frame, True)
 
+    def flush(self) -> None:
+        """Hand what is queued on every link to the network now: a hint from the core at the end
+        of a burst, for transports that hold small writes until the loop's next turn."""
+        return None
+
     @abc.abstractmethod
     def close_link(self, link: LinkId, reason: str = "closed") -> None:
         """Close one link after flushing what was queued; ``link_down`` follows for it."""

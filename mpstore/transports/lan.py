@@ -235,6 +235,7 @@ class _Conn(asyncio.Protocol):
             self.flush()
         elif self._flush_handle is None:
             self._flush_handle = self.owner._loop.call_soon(self.flush)
+            self.owner._unflushed[self] = None
 
     def write_many(self, frames: Iterable[bytes]) -> None:
         """Queue frames in order; as :meth:`write` each, with one flush decision for all."""
@@ -249,12 +250,14 @@ class _Conn(asyncio.Protocol):
             self.flush()
         elif self._flush_handle is None and out:
             self._flush_handle = self.owner._loop.call_soon(self.flush)
+            self.owner._unflushed[self] = None
 
     def flush(self) -> None:
         """Hand everything queued to TLS now."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+            self.owner._unflushed.pop(self, None)
         if not self._out or self._transport is None or self._transport.is_closing():
             return
         data = b"".join(self._out)
@@ -296,6 +299,7 @@ class _Conn(asyncio.Protocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self.owner._unflushed.pop(self, None)
 
 
 class LanTransport(Transport):
@@ -350,6 +354,7 @@ class LanTransport(Transport):
         self._closing = False
         self._closed = False
         self._conns: set[_Conn] = set()
+        self._unflushed: dict[_Conn, None] = {}  # connections whose flush is scheduled
         self._handshaking: set[asyncio.Task[None]] = set()
         self._links: dict[int, _Conn] = {}
         self._by_peer: dict[str, list[_Conn]] = {}
@@ -428,6 +433,13 @@ class LanTransport(Transport):
             return False
         conn.write(frame)
         return True
+
+    def flush(self) -> None:
+        """Write what every connection holds for the loop's next turn now (the end of a burst)."""
+        while self._unflushed:
+            conn = next(iter(self._unflushed))
+            conn.flush()  # removes it
+            self._unflushed.pop(conn, None)
 
     def send_frames(self, link: LinkId, frames: Sequence[bytes]) -> None:
         """Queue several reliable frames in order, coalesced into the next TLS write."""

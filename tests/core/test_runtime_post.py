@@ -87,3 +87,28 @@ def test_post_many_hands_a_burst_over_at_once_in_order_with_the_other_posts() ->
         assert calls == [100, 100, 100]
     finally:
         runtime.stop()
+
+
+def test_a_hook_at_the_batch_end_may_add_one_that_runs_in_the_same_batch_end() -> None:
+    runtime = Runtime("post-test")
+    try:
+        seen: list[Any] = []
+
+        def second() -> None:
+            seen.append(("second", runtime.in_batch))
+
+        def first() -> None:
+            seen.append(("first", runtime.in_batch))
+            runtime.at_batch_end(second)
+
+        def posted() -> None:
+            runtime.at_batch_end(first)
+            runtime.loop.call_soon(seen.append, "next turn")
+
+        runtime.post(posted)
+        runtime.call(lambda: None, timeout=10)
+        runtime.call(lambda: None, timeout=10)
+        assert seen[:3] == [("first", True), ("second", True), "next turn"]
+        assert runtime.call(lambda: runtime.in_batch, timeout=10) is True  # inside a posted call
+    finally:
+        runtime.stop()

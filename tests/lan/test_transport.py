@@ -449,3 +449,18 @@ def test_a_frame_cut_across_tls_records_and_reads_arrives_once_whole() -> None:
         await close_all(b)
 
     run(body())
+
+
+def test_flush_writes_what_waits_for_the_next_turn_now() -> None:
+    async def body() -> None:
+        a, b = await _pair()
+        (la,), (lb,) = a[1].live(), b[1].live()
+        a[0].send_frames(la, [b"one", b"two"])
+        conn = a[0]._links[la]
+        assert conn._out and a[0]._unflushed  # held for the loop's next turn
+        a[0].flush()
+        assert not conn._out and not a[0]._unflushed  # handed to TLS at once
+        await wait_until(lambda: b[1].frames[lb] == [b"one", b"two"], what="the frames")
+        await close_all(a, b)
+
+    run(body())
