@@ -17,6 +17,7 @@ import hashlib
 import logging
 import mimetypes
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -43,6 +44,11 @@ _BURST = 2
 #: Received files served to other peers at once (the oldest stop being served first).
 _MAX_RECEIVED_SERVED = 1024
 _READ = 1024 * 1024
+#: The names of partial files (see fetch): a hash prefix and a random part.
+_PART_NAME = re.compile(r"\.mpstore-[0-9a-f]{16}-[0-9a-f]{8}\.part")
+#: A partial file untouched this long belongs to no live transfer (one writes a chunk, or gives
+#: up, within its stall and resume timeouts): a process that crashed left it behind.
+_STALE_PART_MIN = 600.0
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,7 @@ class FileManager:
         self._queued: dict[str, set[tuple[str, int]]] = {}
         self._scheduled: set[str] = set()
         self._fetches: list[_Incoming] = []
+        self._swept: set[str] = set()  # folders cleared of partial files left by crashes
         self._offers: dict[tuple[str, str], FileTransfer] = {}
         self._out: dict[str, _Outgoing] = {}
         self._closed = False
@@ -382,6 +389,9 @@ class FileManager:
                 return handle
         self._check_room(ref, folder)
         os.makedirs(folder, exist_ok=True)
+        if folder not in self._swept:
+            self._swept.add(folder)
+            self._remove_stale_parts(folder)
         part = os.path.join(folder, f".mpstore-{ref.sha256[:16]}-{secrets.token_hex(4)}.part")
         f = open(part, "w+b")  # noqa: SIM115 (open for the whole transfer, closed in _finish_fetch)
         fetch = F.Fetch(
@@ -402,6 +412,25 @@ class FileManager:
         self._fetches.append(inc)
         self._run(inc, fetch.start(now))
         return handle
+
+    def _remove_stale_parts(self, folder: str) -> None:
+        # A process killed mid-transfer cannot delete its partial file; the next one here does.
+        age = max(_STALE_PART_MIN, 4 * max(self.limits.resume_timeout, self.limits.stall_timeout))
+        cutoff = time.time() - age
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            if not _PART_NAME.fullmatch(entry.name):
+                continue
+            try:
+                stale = entry.stat(follow_symlinks=False).st_mtime < cutoff
+                if stale and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    log.info("removed %s, a partial file left by an earlier run", entry.path)
+            except OSError:
+                pass
 
     def _check_room(self, ref: F.FileRef, folder: str) -> None:
         if ref.size > self.limits.max_file_size:

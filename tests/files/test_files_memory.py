@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -61,6 +62,29 @@ def test_small_files_arrive_byte_identical(peers: Any, tmp_path: Path, size: int
     assert got.path == str(inbox / "photo.jpg") and sha_of(got.path) == digest
     assert got.media_type == "image/jpeg" and got.size == size and got.sha256 == digest
     assert files_in(inbox) == ["photo.jpg"]  # no partial file left behind
+
+
+def test_partial_files_left_by_a_crashed_process_are_removed(peers: Any, tmp_path: Path) -> None:
+    """A receiver killed mid-transfer leaves its hidden .part file (nothing can delete it then);
+    they piled up in the folder for good. The next transfer into the folder removes those old
+    enough that no live transfer can own them, and nothing else."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    stale = inbox / ".mpstore-0123456789abcdef-89abcdef.part"
+    fresh = inbox / ".mpstore-fedcba9876543210-01234567.part"  # another process's live transfer
+    other = inbox / ".mpstore-notes.part"  # not a name we make
+    for path in (stale, fresh, other):
+        path.write_bytes(b"x" * 1000)
+    old = time.time() - 3600
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    ann, bob, _ = _pair(peers, tmp_path)
+    src = tmp_path / "photo.jpg"
+    make_file(src, 1000)
+    assert ann.send_file(src).wait(timeout=20) is None
+    wait_until(lambda: len(bob.received) == 1)
+    assert not stale.exists()
+    assert fresh.exists() and other.exists()
 
 
 def test_50_mib_arrives_byte_identical_with_bounded_memory(tmp_path: Path) -> None:
