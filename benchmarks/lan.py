@@ -3,6 +3,7 @@
     python benchmarks/lan.py                 # 5 interleaved repeats (~3-4 min on a loaded box)
     python benchmarks/lan.py --quick         # 2 small repeats, for development (~1 min)
     python benchmarks/lan.py --netns         # + discovery time in network namespaces (root)
+    python benchmarks/lan.py --sender-cpu    # CPU per message of the sending process, vs plain TLS
 
 Every figure below comes from separate OS processes on 127.0.0.1 (TLS 1.3, static addresses,
 no multicast), so no two ends share a GIL. One repeat runs every configuration once, in an order
@@ -454,6 +455,76 @@ def profile(folder: str, n: int, edits: int, lat: int) -> int:
     return 0
 
 
+def sender_cpu(n: int, repeats: int) -> int:
+    """CPU time per 100-byte message of the sending process (all its threads) and of its sending
+    thread, mpstore (rate limit off) and the plain TLS sender, each to a receiver process."""
+    import resource
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def mp_once() -> tuple[float, float]:
+        with Children() as kids:
+            rx = kids.start(SCRIPT, "mp_rx", n, "off")
+            dev = _device("tx", rx.read()["port"], "off")
+            try:
+                dev.wait_for_peers(1, timeout=60)
+                msgs = [message(i) for i in range(n)]
+                c0, t0 = cpu(), time.thread_time()
+                for m in msgs:
+                    dev.send(m)
+                t1 = time.thread_time()
+                rx.read(timeout=60)  # done: every message arrived
+                return (cpu() - c0) / n, (t1 - t0) / n
+            finally:
+                dev.end_all()
+
+    async def plain_once() -> tuple[float, float]:
+        from mpstore.transports._lan._tls import TlsIdentity
+
+        with Children() as kids:
+            rx = kids.start(SCRIPT, "plain_rx", n)
+            port = rx.read()["port"]
+            ident = TlsIdentity()
+            _, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ident.client_context, server_hostname="mpstore"
+            )
+            msgs = [message(i) for i in range(n)]
+            c0, t0 = cpu(), time.thread_time()
+            batch: list[bytes] = []
+            size = 0
+            for m in msgs:  # exactly _plain_tx's loop
+                body = json.dumps(m, separators=(",", ":")).encode()
+                batch.append(len(body).to_bytes(4, "big"))
+                batch.append(body)
+                size += 4 + len(body)
+                if size >= 65536:
+                    writer.write(b"".join(batch))
+                    batch.clear()
+                    size = 0
+                    await writer.drain()
+            writer.write(b"".join(batch))
+            await writer.drain()
+            t1 = time.thread_time()
+            rx.read(timeout=60)
+            writer.close()
+            return (cpu() - c0) / n, (t1 - t0) / n
+
+    print(f"sender CPU per 100-byte message, {n:,} messages, {repeats} interleaved repeats; {load()}")
+    mine: list[tuple[float, float]] = []
+    plain: list[tuple[float, float]] = []
+    for _ in range(repeats):
+        mine.append(mp_once())
+        plain.append(asyncio.run(plain_once()))
+    for name, got in (("mpstore, max_message_rate=None", mine), ("plain asyncio TLS", plain)):
+        proc = statistics.median(p for p, _ in got) * 1e6
+        thread = statistics.median(t for _, t in got) * 1e6
+        print(f"  {name:32} process {proc:5.2f} us   sending thread {thread:5.2f} us  (medians)")
+    print(f"end: {load()}")
+    return 0
+
+
 def _verdict(ok: bool, repeats: int) -> str:
     if repeats < 3:
         return "(too few repeats to judge)"
@@ -475,6 +546,11 @@ def main() -> int:
         help="instead of the figures: run mpstore's processes (messages, rate limit off; the store "
         "latency and burst) under py-spy, keep the profiles in DIR and print where the time goes",
     )
+    p.add_argument(
+        "--sender-cpu",
+        action="store_true",
+        help="instead of the figures: CPU time per message of the sending process, mpstore vs plain TLS",
+    )
     p.add_argument("--netns", action="store_true")
     p.add_argument("--netns-rounds", type=int, default=3)
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -486,6 +562,8 @@ def main() -> int:
         args.messages, args.rounds, args.edits, args.latency_edits, args.repeat = 10_000, 100, 2_000, 50, 2
     if args.profile:
         return profile(args.profile, args.messages, args.edits, args.latency_edits)
+    if args.sender_cpu:
+        return sender_cpu(args.messages, args.repeat)
 
     import mpstore
 
