@@ -403,7 +403,9 @@ class PresenceCore:
         self._per_source.pop(key, None)
         for client, entry in list(self._entries.items()):
             if entry.source == key:
-                self._remove(client, entry, announce=True)
+                # The path is lost, not the state cleared: no tombstone, so the same client (a
+                # provider keeps its id and clock) may come back through its next attachment.
+                self._remove(client, entry, announce=True, forget=True)
         self._flush(now)
 
     def receive_participant(self, pid: str, update: bytes, now: float) -> None:

@@ -423,3 +423,42 @@ def test_rich_text_xml_and_subdocs_roundtrip() -> None:
     assert str(out.get("xml", type=pycrdt.XmlFragment)) == str(frag)
     assert list(out.get("mpstore", type=pycrdt.Map).keys()) == ["sub"]
     assert decode_sv(pure.state_vector()) == decode_sv(src.get_state())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.sampled_from("abcdef"), st.text(max_size=140), max_size=4),
+            st.lists(st.sampled_from("abcdef"), max_size=2),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_local_updates_are_the_bytes_yjs_writes(steps: list[tuple[dict[str, str], list[str]]]) -> None:
+    """Each local transaction's structs are byte for byte what yrs writes for them (its diff from
+    the state before: flags, origins, parent info, contents); its deletions are among the
+    diff's (which carries every deletion the document holds)."""
+    from mpstore.engines._python._update import decode_update, encode_delete_set
+
+    def split(update: bytes) -> tuple[bytes, set[tuple[int, int]]]:
+        _refs, ds = decode_update(update)
+        tail = bytearray()
+        encode_delete_set(tail, ds)
+        assert update.endswith(bytes(tail))
+        deleted = {(c, clock + i) for c, ranges in ds.items() for clock, n in ranges for i in range(n)}
+        return update[: len(update) - len(tail)], deleted
+
+    pure = PythonDoc()
+    mirror = pycrdt.Doc()
+    for sets, deletes in steps:
+        update = pure.transact(sets, deletes)
+        if not update:
+            continue
+        before = mirror.get_state()
+        mirror.apply_update(update)
+        ours, our_deletions = split(update)
+        theirs, their_deletions = split(mirror.get_update(before))
+        assert ours == theirs
+        assert our_deletions <= their_deletions

@@ -281,6 +281,32 @@ def test_participant_sees_all_and_may_only_touch_its_own_clients() -> None:
     assert last == [(42, 2, None)]
 
 
+def test_a_participant_that_reconnects_gets_its_client_back() -> None:
+    """A Yjs provider keeps its client id and clock across reconnections, and comes back as a
+    new participant (a page's socket dropped, a Yjs-server connection after the server
+    restarted). Its removal used to leave a tombstone owned by the old participant, so the id
+    was refused from then on (35 s and more after a y-websocket server restart)."""
+    net = Net(["a", "b"])
+    net.link("a", "b")
+    a = net.cores["a"]
+    a.add_participant("tab", net.now)
+    a.receive_participant("tab", encode_awareness_update([(42, 3, '{"cursor":1}')]), net.now)
+    net.pump()
+    assert net.view("b") == {"a/tab/42": {"cursor": 1}}
+    a.remove_participant("tab", net.now)  # the socket dropped: the path is lost, not the state
+    net.pump()
+    assert net.view("b") == {}
+    a.add_participant("tab-again", net.now)
+    a.receive_participant("tab-again", encode_awareness_update([(42, 3, '{"cursor":1}')]), net.now)
+    net.pump()
+    assert net.view("a") == net.view("b") == {"a/tab-again/42": {"cursor": 1}}
+    # A state the client cleared itself stays cleared when an old copy comes by again.
+    a.receive_participant("tab-again", encode_awareness_update([(42, 4, None)]), net.now)
+    a.receive_participant("tab-again", encode_awareness_update([(42, 3, '{"cursor":1}')]), net.now)
+    net.pump()
+    assert net.view("b") == {}
+
+
 def test_malformed_input_is_dropped_and_nothing_changes() -> None:
     net = Net(["a", "b"])
     net.link("a", "b")

@@ -102,6 +102,26 @@ def test_the_scalar_shortcuts_write_what_the_full_encoder_writes(value: Any) -> 
     assert encode_value(value) == expected
 
 
+@given(
+    st.text(max_size=20)
+    | st.text(max_size=20).map(json.dumps)
+    | st.integers(min_value=-(2**60), max_value=2**60).map(str)
+    | st.from_regex(r"-?0*[0-9]{1,18}", fullmatch=True)
+)
+def test_the_decoding_shortcuts_return_what_the_decoder_returns(text: str) -> None:
+    """decode_value's fast paths (plain string, short int) against the JSON decoder itself."""
+    from mpstore._values import _DECODER
+
+    try:
+        expected: Any = _DECODER.decode(text)
+    except (ValueError, RecursionError, TypeError):
+        with pytest.raises(ValueDecodeError):
+            decode_value(text)
+        return
+    got = decode_value(text)
+    assert same(got, expected), (text, got, expected)
+
+
 def test_nan_round_trips() -> None:
     assert math.isnan(decode_value(encode_value(math.nan)))  # type: ignore[arg-type]
 

@@ -198,7 +198,7 @@ class PythonDoc(EngineDoc):
                     left.right = item
                     if not left.deleted:
                         delete(txn, left)
-                    body.append(0x88)  # ContentAny with an origin
+                    body.append(0xA8)  # ContentAny, an origin, a key (not written after an origin)
                     write_var_uint(body, left.client)
                     write_var_uint(body, origin_clock)
                 write_any_string(body, value)
@@ -535,12 +535,33 @@ class PythonDoc(EngineDoc):
             self._add_struct(GC(item.client, item.clock, item.length))
             return
         sub = item.parent_sub
+        left = item.left
+        right = item.right
+        if sub is not None and right is None:
+            current = parent.map.get(sub)
+            if (left is None and current is None) or (left is not None and left.right is None):
+                # What the general path below does when there is nothing to order: the first
+                # item of a key, or one that goes right after the rightmost (an overwrite).
+                if parent is self._root:
+                    touched = txn.touched
+                    if sub not in touched:
+                        touched[sub] = _value(current)
+                parent.map[sub] = item
+                if left is not None:
+                    left.right = item
+                    self._delete(txn, left)
+                self._add_struct(item)
+                content = item.content
+                if type(content) is ContentType:
+                    content.type.item = item
+                owner = parent.item
+                if owner is not None and owner.deleted:
+                    self._delete(txn, item)
+                return
         if sub is not None and parent is self._root:
             touched = txn.touched
             if sub not in touched:
                 touched[sub] = _value(parent.map.get(sub))
-        left = item.left
-        right = item.right
         if (left is None and (right is None or right.left is not None)) or (
             left is not None and left.right is not right
         ):

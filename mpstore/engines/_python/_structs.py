@@ -318,10 +318,29 @@ class Item:
 
     def write(self, buf: bytearray, offset: int) -> None:
         """Append this item's v1 encoding from ``offset`` on."""
+        content = self.content
+        if type(content) is str and self.right_origin is None:
+            # The store's items, written without the general path: an overwrite (origin only)
+            # or a key's first value in a root map (parent name and key).
+            origin = self.origin
+            parent = self.parent
+            sub = self.parent_sub
+            if origin is not None:
+                buf.append(0x88 if sub is None else 0xA8)  # the key flag as Yjs sets it
+                write_var_uint(buf, origin[0])
+                write_var_uint(buf, origin[1])
+                write_any_string(buf, content)
+                return
+            if sub is not None and type(parent) is YType and parent.item is None:
+                buf.append(0x28)
+                buf.append(1)
+                write_var_string(buf, parent.name or "")
+                write_var_string(buf, sub)
+                write_any_string(buf, content)
+                return
         origin = (self.client, self.clock + offset - 1) if offset > 0 else self.origin
         right_origin = self.right_origin
         sub = self.parent_sub
-        content = self.content
         info = 8 if type(content) is str else content.ref  # type: ignore[union-attr]
         if origin is not None:
             info |= 0x80
