@@ -41,6 +41,8 @@ __all__ = ["Node", "NodeOptions", "Owner"]
 
 log = logging.getLogger("mpstore")
 
+#: Kind.APP as a plain int: an IntEnum member is slow to look up on the per-message path.
+_APP = int(Kind.APP)
 #: Bytes of frames handed to a link's transport per turn of the core loop.
 LINK_BURST = 1 << 20
 #: Above this many bytes queued for a link, reliable senders wait (SendTimeout after
@@ -581,7 +583,7 @@ class Node:
                 return
             for event in events:
                 if isinstance(event, MessageReceived):
-                    if event.kind != Kind.APP and self._app_batch:
+                    if event.kind != _APP and self._app_batch:
                         self._dispatch_apps()
                     self._on_message(entry, event)
                     continue
@@ -821,7 +823,7 @@ class Node:
         peer = entry.peer
         if peer is None:
             return
-        if event.kind == Kind.APP:
+        if event.kind == _APP:
             if len(event.payload) > self.options.max_message_size:
                 log.warning(
                     "dropping a %d-byte message from %r: over max_message_size",

@@ -88,7 +88,8 @@ class InvalidArgument(MpstoreError, TypeError):
 
 
 class NotConnected(MpstoreError, LookupError):
-    """A message was addressed to a peer that is not connected; nothing was sent."""
+    """A message was addressed to a peer that is not connected (nothing was sent to it; the
+    text names any other addressed peers that did get it)."""
 
     def __init__(self, message: str, peer: object = None) -> None:
         super().__init__(message)
@@ -108,7 +109,8 @@ class Timeout(MpstoreError, TimeoutError):
 
 
 class SendTimeout(Timeout):
-    """A reliable send waited longer than its timeout for a slow peer to drain."""
+    """A reliable send waited longer than its timeout for a slow peer to drain (the text names
+    any addressed peers that did get the message)."""
 
 
 class TransportError(MpstoreError):

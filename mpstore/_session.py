@@ -171,6 +171,11 @@ class State(Enum):
     CLOSED = "closed"
 
 
+# The members as module constants: an Enum member is slow to look up on the per-message path.
+_OPEN = State.OPEN
+_CLOSED = State.CLOSED
+
+
 @dataclass(frozen=True)
 class HelloReceived:
     """The peer introduced itself; the owner must call accept() or refuse()."""
@@ -284,10 +289,10 @@ class LinkSession:
         events = self._events
         for frame in frames:
             state = self.state
-            if state is State.CLOSED:
+            if state is _CLOSED:
                 return
             if (
-                state is State.OPEN
+                state is _OPEN
                 and not self._seal_in
                 and 2 <= len(frame) <= reassembler.max_frame_size
                 and frame[1] == 0
@@ -364,7 +369,7 @@ class LinkSession:
 
     def send(self, kind: int, payload: bytes, reliable: bool = True, now: float | None = None) -> None:
         """Queue one message on an open session (fragmented as needed)."""
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             return
         room = self._inner_frame_size - 2
         if len(payload) > room:

@@ -44,6 +44,8 @@ __all__ = ["MultipeerCommunications", "MultipeerConnectivity"]
 log = logging.getLogger("mpstore")
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Kind.APP as a plain int (an IntEnum member is slow to look up on the per-message path).
+_APP = int(Kind.APP)
 #: Reliable message bytes user threads may have posted to the core thread and not yet sent.
 _MAX_POSTED = 4 * 1024 * 1024
 
@@ -539,7 +541,7 @@ class MultipeerConnectivity:
                 ):
                     node.posted += size
                     ids = [peer.id for peer in targets]
-                    self._runtime.post_many(node.send_posted_many, (Kind.APP, ids, payload))
+                    self._runtime.post_many(node.send_posted_many, (_APP, ids, payload))
                     return
             finally:
                 changed.release()

@@ -73,18 +73,25 @@ def _group(release: threading.Event, **kw: Any) -> tuple[Peer, Peer, Peer]:
     return ann, bob, cat
 
 
-def _stall(ann: Peer, cat_id: mpstore.PeerID) -> None:
-    """Send Cat enough that its stuck receive makes its node stop reading Ann's link."""
-    for i in range(APP_QUEUE_LIMIT + 50):
-        if cat_id.id in ann._node.blocked:
-            break
-        try:
-            ann.send({"fill": i}, to_peer=cat_id)
-        except mpstore.SendTimeout:
-            # Cat's link filled up before this loop saw it held: a send to Cat alone waits
-            # send_timeout and raises (it is not cut for that); the stall is in place.
-            break
-    _wait(lambda: cat_id.id in ann._node.blocked, 10, "Ann's link to Cat to be held")
+def _stall(ann: Peer, cat_id: mpstore.PeerID) -> float:
+    """Send Cat enough that its stuck receive makes its node stop reading Ann's link; return
+    when Ann's link to it was first seen held.
+
+    The fill is unreliable, so no fill send ever waits for Cat: a reliable one to Cat alone
+    would wait send_timeout once the link is full (and raise), and the hold would then have
+    begun a send_timeout before this returns, which the timings below must not be skewed by.
+    """
+    deadline = time.monotonic() + 10
+    sent = 0
+    while cat_id.id not in ann._node.blocked:
+        if time.monotonic() > deadline:
+            raise AssertionError("Ann's link to Cat was never held")
+        if sent < 2 * APP_QUEUE_LIMIT:
+            ann.send({"fill": sent}, to_peer=cat_id, reliable=False)
+            sent += 1
+        else:
+            time.sleep(0.005)
+    return time.monotonic()
 
 
 def _cat(ann: Peer) -> mpstore.PeerID:
@@ -213,8 +220,7 @@ def test_a_link_that_drains_nothing_for_twice_send_timeout_is_cut_without_any_se
     try:
         ann_store, bob_store, cat_store = (mc.shared_dict("s") for mc in (ann, bob, cat))
         cat_id = _cat(ann)
-        _stall(ann, cat_id)
-        held_at = time.monotonic()
+        held_at = _stall(ann, cat_id)
         for i in range(50):
             ann_store[f"k{i}"] = "v" * 1000
             time.sleep(0.02)
