@@ -193,6 +193,8 @@ class MultipeerConnectivity:
         mpstore.TransferFailed (TransferDeclined, TransferCancelled) for a peer that did not.
         """
         self._check_open()
+        if not os.path.isfile(path):  # the caller's mistake first, whoever is connected
+            raise FileNotFoundError(f"no such file: {os.fspath(path)!r}")
         targets = self._targets(to_peer, self._node.peers_snapshot)
         if not targets:
             raise TransferDeclined("no peer to send the file to")

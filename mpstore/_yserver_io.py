@@ -34,7 +34,11 @@ MAX_FRAME = 256 << 20
 #: Seconds close() waits for the frames queued for the server to be written, and how long it
 #: waits for a socket whose queue does not move (the server is not reading).
 DRAIN_TIMEOUT = 5.0
-DRAIN_STALL = 2.0
+DRAIN_STALL = 0.5
+#: Seconds close() waits for the socket's closing handshake (much less if the server stopped
+#: reading: end_all's steps must fit in its 10 s together).
+CLOSE_WAIT = 3.0
+CLOSE_WAIT_STALLED = 0.5
 
 
 def _websockets() -> Any:
@@ -192,16 +196,16 @@ class ServerConnection:
         if self._closing:
             return
         self._closing = True
-        await self._drain()
+        drained = await self._drain()
         self._link.close(self._loop.time())
         self._pump()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
-            await asyncio.wait(pending, timeout=3)
+            await asyncio.wait(pending, timeout=CLOSE_WAIT if drained else CLOSE_WAIT_STALLED)
         for task in pending:
             task.cancel()
 
-    async def _drain(self) -> None:
+    async def _drain(self) -> bool:
         # What the store handed the socket (end_all first lets the store hand out every write
         # that returned) is written before the close; closing drops the queue.
         deadline = self._loop.time() + DRAIN_TIMEOUT
@@ -212,8 +216,9 @@ class ServerConnection:
                 stalled_since, last = now, self._queued
             if now > deadline or now - stalled_since > DRAIN_STALL:
                 log.warning("closing %s with %d bytes not yet sent", self.url, self._queued)
-                return
+                return False
             await asyncio.sleep(0.01)
+        return True
 
     def _pump(self) -> None:
         for effect in self._link.effects():

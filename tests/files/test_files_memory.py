@@ -319,6 +319,8 @@ def test_bad_arguments_raise_clearly(peers: Any, tmp_path: Path) -> None:
     ann, bob, _inbox = _pair(peers, tmp_path)
     with pytest.raises(FileNotFoundError):
         ann.send_file(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError):  # the missing file is named, not the missing peer
+        ann.send_file(tmp_path / "nope", to_peer=[])
     with pytest.raises(mpstore.InvalidArgument, match="not an mpstore file token"):
         bob.fetch_file({"a": 1})
     with pytest.raises(mpstore.ConfigurationError, match="needs a folder"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import subprocess
 import threading
 import time
@@ -331,3 +332,31 @@ def test_writes_right_before_end_all_reach_the_server(dialect: str, tmp_path: Pa
             if reader.poll() is None:
                 reader.kill()
                 reader.wait()
+
+
+def test_end_all_with_a_server_that_stopped_reading_ends_cleanly_in_bounded_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server process is stopped (SIGSTOP) with a megabyte queued for it: end_all gives the
+    store its 5 s, then stops waiting for the socket at once. Before, the waits added up past
+    the core's 10 s and end_all logged 'shutting down did not finish cleanly' with a traceback."""
+    import signal
+
+    with running("y-websocket", tmp_path) as server:
+        mc = Quiet("a", "yserver", transport=mpstore.MemoryNetwork())
+        assert server.proc is not None
+        try:
+            store = mc.shared_dict("stuck")
+            mc.connect_server(server.url, "stuck").wait_synced(15)
+            server.proc.send_signal(signal.SIGSTOP)
+            for i in range(30000):
+                store[f"k{i}"] = "v" * 200
+            with caplog.at_level(logging.WARNING, logger="mpstore"):
+                started = time.monotonic()
+                mc.end_all()
+                took = time.monotonic() - started
+            assert "did not finish cleanly" not in caplog.text
+            assert took < 9.5, took
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+            mc.end_all()
