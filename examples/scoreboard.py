@@ -64,9 +64,10 @@ try:
     for d in devices:
         d.shared_dict("scores")["winner"] = f"{leader} (says {d.my_peer.display_name})"
 
+    # Wait until every board is the same at one moment (checked on each change and every 0.1 s).
     final = devices[0].shared_dict("scores")
-    for d in devices:
-        d.shared_dict("scores").wait_for(lambda s: s.to_dict() == final.to_dict(), timeout=10)
+    boards = [d.shared_dict("scores") for d in devices]
+    final.wait_for(lambda s: all(b.to_dict() == s.to_dict() for b in boards), timeout=10)
     lines = [f"{name:>4}: {final[name]:3d} points" for name in NAMES]
     lines.append(f"winner: {final['winner']}")
     same = all(d.shared_dict("scores").to_dict() == final.to_dict() for d in devices)
