@@ -40,7 +40,6 @@ import gc
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._procs import free_ports  # noqa: E402
 
 
 def _load() -> str:
@@ -341,19 +342,6 @@ def _line(net: Any, devs: list[Any], groups: list[list[Any]]) -> None:
     raise RuntimeError("the line did not form")
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _lan_peer(index: int, ports: list[int], edits: int, writer: bool, ready_file: str) -> None:
     """A LAN peer process: full mesh with the others; prints when it holds every edit."""
     from mpstore.transports.lan import LanTransport
@@ -389,7 +377,7 @@ def _lan_peer(index: int, ports: list[int], edits: int, writer: bool, ready_file
 def lan_scaling(peers: int, edits: int) -> float:
     import tempfile
 
-    ports = _free_ports(peers)
+    ports = free_ports(peers)
     with tempfile.NamedTemporaryFile(delete=False) as tmp:
         ready = tmp.name
     procs = [
@@ -486,7 +474,7 @@ def pycrdt_joiner(keys: int) -> dict[str, Any]:
 def lan_joiner(keys: int) -> dict[str, Any]:
     from mpstore.transports.lan import LanTransport
 
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     transport = LanTransport(host="127.0.0.1", port=port, discovery=False, ip_version="v4")
     src = _device("source", transport)
     src.dropped = 0
